@@ -1,0 +1,13 @@
+"""Validated configuration: one pydantic model per YAML section."""
+from rayal.config.loader import (ConfigError, apply_overrides, config_from_dict, dump_config,
+                                 load_config, parse_override)
+from rayal.config.sections import (ALL_MEASURES, FRAME_MEASURES, MC_MEASURES, PIXEL_MEASURES,
+                                   DataConfig, ModelConfig, RayalConfig, RayConfig, ScoringConfig,
+                                   SuperpixelConfig, SyntheticConfig)
+
+__all__ = [
+    "ALL_MEASURES", "FRAME_MEASURES", "MC_MEASURES", "PIXEL_MEASURES", "ConfigError",
+    "DataConfig", "ModelConfig", "RayConfig", "RayalConfig", "ScoringConfig",
+    "SuperpixelConfig", "SyntheticConfig", "apply_overrides", "config_from_dict",
+    "dump_config", "load_config", "parse_override",
+]

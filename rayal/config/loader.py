@@ -1,0 +1,98 @@
+"""YAML -> validated :class:`RayalConfig`, with ``--set a.b=c`` overrides."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from rayal.config.sections import RayalConfig
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the field."""
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"scoring.mc_samples=4"`` -> ``(["scoring", "mc_samples"], 4)``.
+
+    The value is parsed as YAML, so ``[1, 2]``, ``null``, ``true`` and numbers
+    keep their types; anything else stays a string.
+    """
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value")
+    key, raw = text.split("=", 1)
+    path = [part for part in key.strip().split(".") if part]
+    if not path:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
+    """Return a copy of ``raw`` with each ``key.path=value`` applied."""
+    merged = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = merged
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return merged
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for item in err.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(root)"
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {field}: {msg} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def config_from_dict(raw: dict, overrides: Iterable[str] = (), source: str = "<dict>") -> RayalConfig:
+    merged = apply_overrides(raw or {}, overrides)
+    try:
+        return RayalConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> RayalConfig:
+    """Read a YAML config (or defaults when ``path`` is None) and validate it.
+
+    Relative ``data.root`` / ``data.manifest`` / ``model.checkpoint`` are kept as
+    given: they are resolved against the working directory, like any CLI path.
+    """
+    raw: dict = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config {path} is not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config {path} must be a mapping at the top level")
+    return config_from_dict(raw, overrides, source)
+
+
+def dump_config(config: RayalConfig) -> str:
+    """The resolved config as YAML (written into every run directory)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

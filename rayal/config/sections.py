@@ -1,0 +1,173 @@
+"""One pydantic model per YAML section.
+
+Every model forbids unknown keys, so a typo such as ``scoring.mc_sample`` is an
+error that names the field instead of a silently ignored setting.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PIXEL_MEASURES = ("entropy", "margin", "least_confidence", "bald", "vote_entropy", "variance")
+MC_MEASURES = ("bald", "vote_entropy", "variance", "area_disagreement")
+FRAME_MEASURES = PIXEL_MEASURES + ("area_disagreement",)
+ALL_MEASURES = FRAME_MEASURES + ("ovr_entropy",)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SyntheticConfig(Section):
+    """Built-in street-like scenes (``data.source: synthetic``)."""
+
+    num_frames: int = Field(200, ge=1)
+    height: int = Field(96, ge=16)
+    width: int = Field(128, ge=16)
+    seed: int = 0
+
+
+class DataConfig(Section):
+    """Where frames (and, for simulation, their masks) come from.
+
+    ``source: folder`` pairs ``root/images`` with ``root/masks`` by file stem;
+    ``{split}`` in either is replaced by the split name, so the CamVid layout
+    (``train/`` + ``trainannot/``) is ``images: "{split}"``, ``masks: "{split}annot"``.
+    ``source: manifest`` streams a parquet of ``frame_id, uri`` (local or s3:// gs://).
+    """
+
+    source: Literal["folder", "manifest", "synthetic"] = "synthetic"
+    root: str | None = None
+    images: str = "{split}"
+    masks: str | None = "{split}annot"
+    pool_split: str = "train"
+    eval_split: str = "val"
+    split_files: dict[str, str] = Field(default_factory=dict)
+    manifest: str | None = None
+    num_classes: int | None = Field(None, ge=2)
+    ignore_index: int = 255
+    class_names: list[str] | None = None
+    image_size: tuple[int, int] | None = None
+    limit: int | None = Field(None, ge=1, description="score only the first N frames")
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @model_validator(mode="after")
+    def _source_needs_location(self) -> "DataConfig":
+        if self.source == "folder" and not self.root:
+            raise ValueError("data.root is required when data.source is 'folder'")
+        if self.source == "manifest" and not self.manifest:
+            raise ValueError("data.manifest is required when data.source is 'manifest'")
+        if self.class_names is not None and self.num_classes is not None \
+                and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"data.class_names has {len(self.class_names)} names "
+                f"but data.num_classes is {self.num_classes}")
+        if self.image_size is not None and min(self.image_size) < 8:
+            raise ValueError(f"data.image_size must be (H, W) >= 8, got {self.image_size}")
+        return self
+
+
+class ModelConfig(Section):
+    """A segmentation-models-pytorch model, or a rayal checkpoint that carries one."""
+
+    arch: str = "Unet"
+    encoder: str = "mobilenet_v2"
+    encoder_weights: str | None = Field(
+        None, description="None (random init) or a local weights file; never downloaded")
+    encoder_depth: int = Field(5, ge=3, le=5)
+    decoder_channels: list[int] | None = None
+    checkpoint: str | None = Field(None, description="rayal checkpoint; overrides arch/encoder")
+    extra: dict = Field(default_factory=dict, description="extra keyword arguments for the smp class")
+
+    @field_validator("encoder_weights")
+    @classmethod
+    def _no_hub_names(cls, value: str | None) -> str | None:
+        if value in ("imagenet", "ssl", "swsl", "instagram", "noisy-student"):
+            raise ValueError(
+                f"model.encoder_weights={value!r} would download weights; give a local file path")
+        return value
+
+
+class SuperpixelConfig(Section):
+    method: Literal["slic", "seeds"] = "slic"
+    n_segments: int = Field(100, ge=2)
+    compactness: float = Field(10.0, gt=0)
+
+
+class ScoringConfig(Section):
+    """What the scoring job computes for every frame."""
+
+    measures: list[str] = Field(
+        default_factory=lambda: ["entropy", "margin", "least_confidence", "bald",
+                                 "vote_entropy", "variance", "area_disagreement"])
+    mc_samples: int = Field(10, ge=0, description="T; 0 disables MC-dropout")
+    dropout_p: float = Field(0.2, gt=0.0, lt=1.0)
+    dropout_position: Literal["logits", "head_input"] = "logits"
+    point_estimate: Literal["deterministic", "mc_mean"] = Field(
+        "deterministic",
+        description="p used by entropy/margin/least_confidence/ovr: plain forward or MC mean")
+    dice: Literal["macro", "joint"] = "macro"
+    aggregate: list[Literal["mean", "max"]] = Field(default_factory=lambda: ["mean", "max"])
+    units: list[Literal["patch", "superpixel"]] = Field(default_factory=lambda: ["patch"])
+    grid: tuple[int, int] = (4, 4)
+    superpixel: SuperpixelConfig = Field(default_factory=SuperpixelConfig)
+    ovr: bool = Field(False, description="per-class one-vs-rest entropy max per region")
+    top_k_regions: int | None = Field(
+        16, ge=1, description="keep per frame the union of the top-k regions of every score key")
+    embeddings: list[Literal["frame", "region"]] = Field(default_factory=list)
+    embedding_dtype: Literal["float16", "float32"] = "float16"
+    scale: float = Field(1.0, gt=0.0, le=4.0, description="input scale the scores are computed at")
+    batch_size: int = Field(8, ge=1)
+
+    @field_validator("measures")
+    @classmethod
+    def _known_measures(cls, values: list[str]) -> list[str]:
+        unknown = [m for m in values if m not in FRAME_MEASURES]
+        if unknown:
+            raise ValueError(f"unknown measure(s) {unknown}; choose from {list(FRAME_MEASURES)}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"duplicate measure in {values}")
+        return values
+
+    @model_validator(mode="after")
+    def _mc_measures_need_samples(self) -> "ScoringConfig":
+        needs_mc = [m for m in self.measures if m in MC_MEASURES]
+        if needs_mc and self.mc_samples < 2:
+            raise ValueError(f"scoring.mc_samples must be >= 2 for {needs_mc}")
+        if self.point_estimate == "mc_mean" and self.mc_samples < 2:
+            raise ValueError("scoring.point_estimate 'mc_mean' needs scoring.mc_samples >= 2")
+        return self
+
+    @property
+    def uses_mc(self) -> bool:
+        return any(m in MC_MEASURES for m in self.measures) or self.point_estimate == "mc_mean"
+
+
+class RayConfig(Section):
+    """How the job uses the Ray cluster."""
+
+    address: str | None = Field(
+        None, description="None: connect to RAY_ADDRESS if set, else start a local Ray")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray started in-process")
+    object_store_memory: int | None = Field(None, ge=78643200)
+    actors: int = Field(1, ge=1, description="scoring actor pool size")
+    cpus_per_actor: float = Field(1.0, gt=0.0)
+    gpus_per_actor: float | None = Field(
+        None, ge=0.0, description="None: 1 when CUDA is available, else 0")
+    torch_threads: int | None = Field(None, ge=1, description="torch threads inside each actor")
+    decode_cpus: float = Field(0.5, gt=0.0, description="CPUs per decode task")
+    max_frames_in_flight: int | None = Field(None, ge=1)
+
+
+class RayalConfig(Section):
+    """The whole YAML file."""
+
+    name: str = "rayal"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    output_dir: str = "runs/rayal"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)

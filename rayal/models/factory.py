@@ -1,0 +1,158 @@
+"""segmentation-models-pytorch models, split explicitly into encoder -> decoder -> head.
+
+:class:`SegmentationNet` wraps any smp architecture so the scoring engine can run
+the trunk (encoder + decoder) once and only what follows the MC-dropout layer T
+times. It also pads inputs to the encoder's output stride and crops the logits
+back, so frames of any size (CamVid's 360x480) go through unchanged.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rayal.config.sections import ModelConfig
+
+CHECKPOINT_FORMAT = "rayal-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class SegmentationNet(nn.Module):
+    """``logits = head(decoder(encoder(x)))`` for an smp model.
+
+    Shapes: ``x`` (B, 3, H, W) float in [0, 1] (normalised inside), logits
+    (B, C, H, W). ``features`` is the encoder's list of stage maps, deepest last.
+    """
+
+    def __init__(self, smp_model: nn.Module, num_classes: int, model_config: ModelConfig):
+        super().__init__()
+        self.net = smp_model
+        self.num_classes = num_classes
+        self.model_config = model_config
+        self.output_stride = int(getattr(smp_model.encoder, "output_stride", 32))
+        # ImageNet statistics: the convention of every smp encoder.
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.net.encoder
+
+    @property
+    def decoder(self) -> nn.Module:
+        return self.net.decoder
+
+    @property
+    def head(self) -> nn.Module:
+        return self.net.segmentation_head
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.net.encoder.out_channels[-1])
+
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        h, w = x.shape[-2:]
+        s = self.output_stride
+        ph, pw = (-h) % s, (-w) % s
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x, (h, w)
+
+    def encode(self, images: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int]]:
+        """Images (B, 3, H, W) in [0, 1] -> (encoder features, original (H, W))."""
+        x, size = self._pad((images - self.mean) / self.std)
+        return self.net.encoder(x), size
+
+    def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Encoder features -> decoder output (B, D, H', W') (padded size)."""
+        return self.net.decoder(features)
+
+    def classify(self, decoder_output: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Decoder output -> logits (B, C, H, W) cropped to the original size."""
+        logits = self.net.segmentation_head(decoder_output)
+        return logits[..., : size[0], : size[1]]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features, size = self.encode(images)
+        return self.classify(self.decode(features), size)
+
+
+def _smp_class(arch: str) -> type:
+    for name in dir(smp):
+        if name.lower() == arch.lower() and isinstance(getattr(smp, name), type):
+            return getattr(smp, name)
+    known = sorted(n for n in dir(smp) if isinstance(getattr(smp, n), type)
+                   and issubclass(getattr(smp, n), nn.Module) and n[0].isupper())
+    raise ValueError(f"model.arch {arch!r} is not an smp architecture; known: {known}")
+
+
+def build_model(config: ModelConfig, num_classes: int) -> SegmentationNet:
+    """A freshly initialised smp model (``encoder_weights`` only from a local file)."""
+    cls = _smp_class(config.arch)
+    kwargs: dict[str, Any] = dict(config.extra)
+    if config.decoder_channels is not None:
+        kwargs["decoder_channels"] = list(config.decoder_channels)
+    try:
+        net = cls(encoder_name=config.encoder, encoder_weights=None,
+                  encoder_depth=config.encoder_depth, classes=num_classes, **kwargs)
+    except (KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"cannot build model.arch={config.arch} "
+                         f"model.encoder={config.encoder}: {err}") from None
+    if config.encoder_weights:
+        path = Path(config.encoder_weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"model.encoder_weights: no such file {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing, unexpected = net.encoder.load_state_dict(state, strict=False)
+        if len(missing) == len(net.encoder.state_dict()):
+            raise ValueError(f"model.encoder_weights {path} matches none of the encoder's weights")
+    return SegmentationNet(net, num_classes, config)
+
+
+def save_checkpoint(path: str | Path, model: SegmentationNet, meta: dict | None = None) -> Path:
+    """Weights + model config in one file that :func:`load_checkpoint` reads alone."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model_config": model.model_config.model_dump(mode="json") | {"checkpoint": None},
+        "num_classes": model.num_classes,
+        "state_dict": model.state_dict(),
+        "meta": meta or {},
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SegmentationNet, dict]:
+    """Rebuild the model a checkpoint describes and load its weights. Returns (model, meta)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.checkpoint: no such file {path}")
+    payload = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"model.checkpoint {path} is not a rayal checkpoint")
+    model_config = ModelConfig.model_validate(payload["model_config"])
+    model = build_model(model_config, int(payload["num_classes"]))
+    model.load_state_dict(payload["state_dict"])
+    return model, dict(payload.get("meta", {}))
+
+
+def model_from_config(config: ModelConfig, num_classes: int | None) -> SegmentationNet:
+    """The checkpoint when one is given, else a fresh model with ``num_classes``."""
+    if config.checkpoint:
+        model, _ = load_checkpoint(config.checkpoint)
+        if num_classes is not None and model.num_classes != num_classes:
+            raise ValueError(f"model.checkpoint has {model.num_classes} classes, "
+                             f"data.num_classes is {num_classes}")
+        return model
+    if num_classes is None:
+        raise ValueError("data.num_classes is required to build a fresh model")
+    return build_model(config, num_classes)

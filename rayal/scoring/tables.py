@@ -1,0 +1,92 @@
+"""PixelScores + region maps -> compact columnar score tables (numpy, no pixel maps).
+
+``frames``: one row per frame: ``{measure}_{agg}`` for each pixel measure,
+``area_disagreement``, predicted-class pixel histogram.
+``regions``: one row per kept (frame, unit, region): pixel count, ``{measure}_{agg}``,
+per-class one-vs-rest entropy max, dominant predicted class. Only the union of
+each frame's top-k regions of every score key is kept, so a million-frame pool
+stays a few hundred bytes per frame and unit.
+``embeddings``: pooled deepest encoder features per frame and per kept region.
+Every column is a numpy array whose first axis is the row.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rayal.scoring.aggregate import (class_histogram, frame_reduce, region_classwise_max,
+                                     region_dominant_class, region_pixel_counts, region_reduce)
+from rayal.scoring.embeddings import frame_embeddings, region_embeddings
+from rayal.scoring.engine import PixelScores
+
+
+def frame_columns(scores: PixelScores, measures: list[str], aggregate: list[str],
+                  num_classes: int) -> dict[str, np.ndarray]:
+    """(B,)-long columns of frame scores plus ``pred_hist`` (B, C) pixel counts."""
+    cols: dict[str, np.ndarray] = {}
+    for name in measures:
+        if name in scores.frame:
+            cols[name] = scores.frame[name].cpu().numpy().astype(np.float32)
+        elif name in scores.maps:
+            for how in aggregate:
+                cols[f"{name}_{how}"] = frame_reduce(scores.maps[name], how).cpu().numpy()
+    cols["pred_hist"] = class_histogram(scores.pred, num_classes).cpu().numpy().astype(np.int32)
+    return cols
+
+
+def top_k_union(keys: torch.Tensor, exists: torch.Tensor, k: int | None) -> torch.Tensor:
+    """keys (B, R, K) scores -> (B, R) bool: region is in its frame's top-k for any key."""
+    if k is None or k >= keys.shape[1]:
+        return exists
+    ranked = torch.nan_to_num(keys, nan=float("-inf")).masked_fill(~exists[..., None], float("-inf"))
+    top = ranked.topk(k, dim=1).indices  # (B, k, K)
+    keep = torch.zeros_like(exists)
+    batch = torch.arange(keys.shape[0], device=keys.device).view(-1, 1, 1).expand_as(top)
+    keep[batch.flatten(), top.flatten()] = True
+    return keep & exists
+
+
+def region_columns(scores: PixelScores, region_map: torch.Tensor, unit: str,
+                   measures: list[str], aggregate: list[str], num_classes: int,
+                   top_k: int | None, want_embeddings: bool) -> dict[str, np.ndarray]:
+    """Rows for the kept regions of one unit kind; ``frame_index`` says which batch frame."""
+    num_regions = int(region_map.amax().item()) + 1
+    counts = region_pixel_counts(region_map, num_regions)
+    exists = counts > 0
+    score_cols: dict[str, torch.Tensor] = {}
+    for name in measures:
+        if name in scores.maps:
+            for how in aggregate:
+                score_cols[f"{name}_{how}"] = region_reduce(scores.maps[name], region_map,
+                                                            num_regions, how)
+    keys = list(score_cols.values())
+    ovr_max = None
+    if scores.ovr is not None:
+        ovr_max = region_classwise_max(scores.ovr, region_map, num_regions)  # (B, R, C)
+        keys.extend(ovr_max.unbind(-1))
+    stacked = torch.stack(keys, dim=-1) if keys else counts[..., None].float()
+    keep = top_k_union(stacked, exists, top_k)
+    frame_index, region_id = keep.nonzero(as_tuple=True)
+    cols: dict[str, np.ndarray] = {
+        "frame_index": frame_index.cpu().numpy().astype(np.int64),
+        "region_id": region_id.cpu().numpy().astype(np.int32),
+        "unit": np.full(len(frame_index), unit),
+        "pixel_count": counts[keep].cpu().numpy().astype(np.int32),
+    }
+    for name, values in score_cols.items():
+        cols[name] = values[keep].cpu().numpy().astype(np.float32)
+    if ovr_max is not None:
+        cols["ovr_max"] = ovr_max[keep].cpu().numpy().astype(np.float32)  # (n, C)
+    dominant = region_dominant_class(scores.pred, region_map, num_regions, num_classes)
+    cols["dominant_pred"] = dominant[keep].cpu().numpy().astype(np.int16)
+    if want_embeddings and scores.features is not None:
+        emb = region_embeddings(scores.features.float(), region_map, num_regions)
+        cols["embedding"] = emb[keep].cpu().numpy()
+    return cols
+
+
+def frame_embedding_rows(scores: PixelScores) -> np.ndarray:
+    """(B, D) frame embeddings (deepest encoder map, global average)."""
+    if scores.features is None:
+        raise ValueError("frame embeddings need PixelScores.features (want_features=True)")
+    return frame_embeddings(scores.features.float()).cpu().numpy()
