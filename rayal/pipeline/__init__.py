@@ -1,0 +1,1 @@
+"""Ray glue: the scoring job (and, later, select / retrain / loop / tune)."""

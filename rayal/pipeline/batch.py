@@ -1,0 +1,127 @@
+"""The scoring stage: decoded frames -> one Arrow row per frame (Ray-free callable).
+
+Ray Data runs :class:`FrameBatchScorer` in an actor pool (the model is loaded
+once per actor); the bare-loop benchmark calls it directly. Each output row
+carries the frame's scores and, in the nested ``regions`` list column, its kept
+region rows; :mod:`rayal.pipeline.sink` splits them into the parquet tables.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from rayal.config.sections import PIXEL_MEASURES, RayalConfig
+from rayal.models import model_from_config
+from rayal.scoring import MCDropoutScorer
+from rayal.scoring.tables import frame_columns, frame_embedding_rows, region_columns
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was asked for but CUDA is not available")
+    return torch.device(name)
+
+
+def _nullable(values: np.ndarray, good: np.ndarray, total: int) -> pa.Array:
+    """Scatter per-good-frame values (n, ...) into a column of ``total`` rows, null elsewhere."""
+    valid = np.zeros(total, dtype=bool)
+    valid[good] = True
+    full = np.zeros((total,) + values.shape[1:], dtype=values.dtype)
+    full[good] = values
+    if values.ndim == 1:
+        return pa.array(full, mask=~valid)
+    inner = pa.array(full.reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(inner, full.shape[1], mask=pa.array(~valid))
+
+
+def _fixed_list(values: np.ndarray) -> pa.Array:
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+
+
+class FrameBatchScorer:
+    """Callable for ``map_batches``: numpy batch from :class:`DecodeFrames` -> ``pa.Table``."""
+
+    def __init__(self, config: dict | RayalConfig, torch_threads: int | None = None):
+        self.config = config if isinstance(config, RayalConfig) else RayalConfig.model_validate(config)
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.device = resolve_device(self.config.device)
+        self.model = model_from_config(self.config.model, self.config.data.num_classes)
+        self.model = self.model.to(self.device).eval()
+        self.num_classes = self.model.num_classes
+        sc = self.config.scoring
+        self.want_region_emb = "region" in sc.embeddings
+        self.scorer = MCDropoutScorer(
+            self.model, mc_samples=sc.mc_samples if sc.uses_mc else 0, dropout_p=sc.dropout_p,
+            position=sc.dropout_position, point_estimate=sc.point_estimate, dice=sc.dice,
+            want_ovr=sc.ovr, want_features=bool(sc.embeddings), scale=sc.scale,
+            seed=self.config.seed)
+        self.pixel_measures = [m for m in sc.measures if m in PIXEL_MEASURES]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        frame_ids = [str(f) for f in batch["frame_id"]]
+        errors = [str(e) if e else "" for e in batch["error"]]
+        total = len(frame_ids)
+        good = np.array([i for i, e in enumerate(errors) if not e], dtype=np.int64)
+        # frames of one size are scored together; ragged batches are split by shape
+        groups: dict[tuple, list[int]] = {}
+        for i in good:
+            groups.setdefault(tuple(batch["image"][i].shape), []).append(int(i))
+        parts = [self._score_group(batch, idx, frame_ids) for idx in groups.values()]
+        return self._assemble(batch, frame_ids, errors, parts, total)
+
+    def _score_group(self, batch: dict, idx: list[int], frame_ids: list[str]) -> dict:
+        images = np.stack([batch["image"][i] for i in idx])
+        x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        scores = self.scorer(x, [frame_ids[i] for i in idx])
+        sc = self.config.scoring
+        frames = frame_columns(scores, sc.measures, sc.aggregate, self.num_classes)
+        regions = []
+        for unit in sc.units:
+            maps = torch.from_numpy(np.stack([batch[f"regions_{unit}"][i] for i in idx]))
+            cols = region_columns(scores, maps.to(self.device), unit, self.pixel_measures,
+                                  sc.aggregate, self.num_classes, sc.top_k_regions,
+                                  self.want_region_emb)
+            cols["frame_index"] = np.asarray(idx, dtype=np.int64)[cols["frame_index"]]
+            regions.append(cols)
+        emb = frame_embedding_rows(scores) if "frame" in sc.embeddings else None
+        return {"idx": np.asarray(idx), "frames": frames, "regions": regions, "frame_emb": emb}
+
+    def _assemble(self, batch: dict, frame_ids: list[str], errors: list[str], parts: list[dict],
+                  total: int) -> pa.Table:
+        columns: dict[str, pa.Array] = {
+            "frame_id": pa.array(frame_ids, pa.string()),
+            "uri": pa.array([str(u) for u in batch["uri"]], pa.string()),
+            "error": pa.array([e or None for e in errors], pa.string()),
+        }
+        good = np.concatenate([p["idx"] for p in parts]) if parts else np.zeros(0, np.int64)
+        if parts:
+            for name in parts[0]["frames"]:
+                values = np.concatenate([p["frames"][name] for p in parts])
+                columns[name] = _nullable(values, good, total)
+            if parts[0]["frame_emb"] is not None:
+                emb = np.concatenate([p["frame_emb"] for p in parts])
+                columns["frame_embedding"] = _nullable(
+                    emb.astype(self.config.scoring.embedding_dtype), good, total)
+        columns["regions"] = self._regions_column([r for p in parts for r in p["regions"]], total)
+        return pa.table(columns)
+
+    def _regions_column(self, unit_cols: list[dict], total: int) -> pa.Array:
+        """Per-frame lists of region structs (empty list for quarantined frames)."""
+        if not unit_cols:
+            return pa.array([[] for _ in range(total)], pa.list_(pa.struct([])))
+        merged = {k: np.concatenate([c[k] for c in unit_cols]) for k in unit_cols[0]}
+        order = np.argsort(merged["frame_index"], kind="stable")
+        merged = {k: v[order] for k, v in merged.items()}
+        counts = np.bincount(merged.pop("frame_index"), minlength=total)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+        fields = {}
+        for name, values in merged.items():
+            if name == "embedding":
+                values = values.astype(self.config.scoring.embedding_dtype)
+            fields[name] = _fixed_list(values) if values.ndim == 2 else pa.array(values)
+        struct = pa.StructArray.from_arrays(list(fields.values()), names=list(fields))
+        return pa.ListArray.from_arrays(offsets, struct)

@@ -1,0 +1,134 @@
+"""Frame sources and the decode stage (Ray-free callables that Ray Data runs as tasks).
+
+A source is a table of ``frame_id, uri``: a folder dataset listed once, a
+parquet manifest streamed by row group (never listed or held whole), or the
+built-in synthetic scenes (``synthetic://SEED/INDEX``, rendered on the fly).
+"""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from rayal.config.sections import DataConfig, ScoringConfig
+from rayal.data import (FolderDataset, FrameError, compute_regions, has_scheme, load_image,
+                        manifest_num_rows, render_scene, validate_manifest_schema)
+
+SYNTHETIC_SCHEME = "synthetic://"
+
+
+@dataclass
+class FrameSource:
+    """Where the pool's frames are: either an in-memory table or a manifest URI to stream."""
+
+    table: pa.Table | None
+    manifest_uri: str | None
+    num_frames: int
+    base_dir: str | None = None  # relative manifest URIs are resolved against it
+
+
+def folder_dataset(data: DataConfig, split: str) -> FolderDataset:
+    return FolderDataset(
+        data.root, images=data.images, masks=data.masks, split=split,
+        split_file=data.split_files.get(split), num_classes=data.num_classes,
+        ignore_index=data.ignore_index, class_names=data.class_names,
+        image_size=data.image_size)
+
+
+def frame_source(data: DataConfig) -> FrameSource:
+    """The pool split's frames as a :class:`FrameSource` (``data.limit`` applied)."""
+    limit = data.limit
+    if data.source == "synthetic":
+        n = min(data.synthetic.num_frames, limit or data.synthetic.num_frames)
+        ids = [f"syn_{i:07d}" for i in range(n)]
+        uris = [f"{SYNTHETIC_SCHEME}{data.synthetic.seed}/{i}" for i in range(n)]
+        return FrameSource(pa.table({"frame_id": ids, "uri": uris}), None, n)
+    if data.source == "folder":
+        table = folder_dataset(data, data.pool_split).to_manifest().select(["frame_id", "uri"])
+        if limit:
+            table = table.slice(0, limit)
+        return FrameSource(table, None, table.num_rows)
+    validate_manifest_schema(data.manifest)
+    n = manifest_num_rows(data.manifest)
+    base = posixpath.dirname(data.manifest.rstrip("/")) if not data.manifest.endswith("/") else data.manifest
+    return FrameSource(None, data.manifest, min(n, limit or n), base_dir=base)
+
+
+def _resolve(uri: str, base_dir: str | None) -> str:
+    if base_dir is None or has_scheme(uri) or uri.startswith("/"):
+        return uri
+    return posixpath.join(base_dir, uri)
+
+
+class DecodeFrames:
+    """Decode stage: ``{frame_id, uri}`` -> adds ``image`` (H, W, 3) uint8, one
+    ``regions_<unit>`` (H, W) int32 map per requested unit, and ``error``.
+
+    A frame that cannot be read or decoded keeps its row with ``error`` set and a
+    1x1 placeholder image; the scoring stage passes it to the quarantine table.
+    """
+
+    def __init__(self, data: DataConfig, scoring: ScoringConfig, base_dir: str | None = None):
+        self.data = data
+        self.scoring = scoring
+        self.base_dir = base_dir
+
+    def load(self, frame_id: str, uri: str) -> np.ndarray:
+        if uri.startswith(SYNTHETIC_SCHEME):
+            seed, index = uri[len(SYNTHETIC_SCHEME):].split("/")
+            syn = self.data.synthetic
+            image, _ = render_scene(int(index), height=syn.height, width=syn.width, seed=int(seed))
+            return image
+        return load_image(_resolve(uri, self.base_dir), frame_id=frame_id, size=self.data.image_size)
+
+    def regions(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for unit in self.scoring.units:
+            if unit == "patch":
+                rows, cols = self.scoring.grid
+                out[unit] = compute_regions(image, "patch", rows=rows, cols=cols)
+            else:
+                sp = self.scoring.superpixel
+                out[unit] = compute_regions(image, "superpixel", method=sp.method,
+                                            n_segments=sp.n_segments, compactness=sp.compactness)
+        return out
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images, errors = [], []
+        regions: dict[str, list[np.ndarray]] = {u: [] for u in self.scoring.units}
+        for frame_id, uri in zip(batch["frame_id"], batch["uri"]):
+            try:
+                image = self.load(str(frame_id), str(uri))
+                maps = self.regions(image)
+                error = ""
+            except FrameError as err:
+                image, maps, error = np.zeros((1, 1, 3), np.uint8), {}, str(err)
+            except Exception as err:  # noqa: BLE001 - any bad frame is quarantined, never fatal
+                image, maps, error = (np.zeros((1, 1, 3), np.uint8), {},
+                                      f"frame {frame_id} ({uri}): {type(err).__name__}: {err}")
+            images.append(image)
+            errors.append(error)
+            for unit in self.scoring.units:
+                regions[unit].append(maps.get(unit, np.zeros((1, 1), np.int32)).astype(np.int32))
+        out = {"frame_id": np.asarray(batch["frame_id"]), "uri": np.asarray(batch["uri"]),
+               "image": _as_column(images), "error": np.asarray(errors, dtype=object)}
+        for unit, maps in regions.items():
+            out[f"regions_{unit}"] = _as_column(maps)
+        return out
+
+
+def _as_column(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stack same-shaped arrays; keep a ragged object array otherwise (Ray Data accepts both)."""
+    if len({a.shape for a in arrays}) == 1:
+        return np.stack(arrays)
+    column = np.empty(len(arrays), dtype=object)
+    column[:] = arrays
+    return column
+
+
+def decode_frames(batch: dict[str, np.ndarray], data: DataConfig, scoring: ScoringConfig,
+                  base_dir: str | None = None) -> dict[str, np.ndarray]:
+    """Function form of :class:`DecodeFrames` for Ray Data task pools."""
+    return DecodeFrames(data, scoring, base_dir)(batch)

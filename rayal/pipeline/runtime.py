@@ -1,0 +1,63 @@
+"""Connecting to Ray, and what every run directory records."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+from importlib import metadata
+
+import ray
+
+from rayal.config import RayalConfig, dump_config
+from rayal.config.sections import RayConfig
+from rayal.data import join_uri, makedirs, write_bytes
+
+
+def init_ray(config: RayConfig, *, quiet: bool = True) -> bool:
+    """Connect to ``ray.address`` / ``RAY_ADDRESS``, or start a local Ray in-process.
+
+    Returns True when this call started Ray (the caller may shut it down).
+    """
+    if ray.is_initialized():
+        return False
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    kwargs = dict(log_to_driver=not quiet, configure_logging=True,
+                  logging_level="ERROR" if quiet else "INFO")
+    if address and address != "local":
+        ray.init(address=address, **kwargs)
+        return True
+    ray.init(address="local", num_cpus=config.num_cpus,
+             object_store_memory=config.object_store_memory, include_dashboard=False, **kwargs)
+    return True
+
+
+def quiet_ray_data() -> None:
+    """rayal draws its own progress bar; Ray Data's per-operator bars would interleave."""
+    from ray.data import DataContext
+
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.verbose_stats_logs = False
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("rayal", "ray", "torch", "torchvision", "segmentation-models-pytorch", "numba",
+                "pyarrow", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_run_metadata(config: RayalConfig, output_dir: str) -> None:
+    """Resolved config + versions + seed into the run directory."""
+    makedirs(output_dir)
+    write_bytes(join_uri(output_dir, "config.yaml"), dump_config(config).encode())
+    meta = {"seed": config.seed, "versions": versions()}
+    write_bytes(join_uri(output_dir, "versions.json"), json.dumps(meta, indent=2).encode())
