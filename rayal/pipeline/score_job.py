@@ -33,6 +33,8 @@ class ScoreSummary:
     outputs: dict = field(default_factory=dict)
     region_bytes_per_frame: float = 0.0
     frame_bytes_per_frame: float = 0.0
+    startup_seconds: float = 0.0  # job start -> first scored batch at the driver
+    steady_frames_per_second: float = 0.0  # after the first batch
 
     def table(self) -> str:
         rows = [("frames in pool", f"{self.frames_total}"),
@@ -40,6 +42,8 @@ class ScoreSummary:
                 ("frames quarantined", f"{self.frames_quarantined}"),
                 ("wall time", f"{self.seconds:.1f} s"),
                 ("throughput", f"{self.frames_per_second:.2f} frames/s"),
+                ("after start-up", f"{self.steady_frames_per_second:.2f} frames/s "
+                                   f"(start-up {self.startup_seconds:.1f} s)"),
                 ("frames table", f"{self.frame_bytes_per_frame:.0f} B/frame"),
                 ("regions table", f"{self.region_bytes_per_frame:.0f} B/frame")]
         rows += [(f"{name}/", f"{info['rows']} rows -> {info['path']}")
@@ -58,13 +62,17 @@ def _gpus_per_actor(config: RayalConfig) -> float:
 
 def build_dataset(config: RayalConfig, source: FrameSource):
     """The lazy Ray Dataset of scored frame rows (one Arrow row per frame)."""
+    # One block per scoring batch: results then stream back batch by batch (progress,
+    # bounded memory) instead of one block per manifest row group.
+    batch = config.scoring.batch_size
     if source.table is not None:
-        ds = ray.data.from_arrow(source.table)
+        table = source.table
+        ds = ray.data.from_arrow([table.slice(i, batch) for i in range(0, table.num_rows, batch)])
     else:
         ds = ray.data.read_parquet(source.manifest_uri, columns=["frame_id", "uri"])
-    if source.num_frames and config.data.limit:
-        ds = ds.limit(source.num_frames)
-    batch = config.scoring.batch_size
+        if config.data.limit:
+            ds = ds.limit(source.num_frames)
+        ds = ds.repartition(target_num_rows_per_block=batch)
     ds = ds.map_batches(decode_frames, fn_kwargs=dict(
         data=config.data, scoring=config.scoring, base_dir=source.base_dir),
         batch_size=batch, batch_format="numpy", num_cpus=config.ray.decode_cpus)
@@ -94,6 +102,7 @@ def run_scoring(config: RayalConfig, *, progress: bool = True) -> ScoreSummary:
     quiet_ray_data()
     sink = ScoreSink(output_dir, with_embeddings=bool(config.scoring.embeddings))
     scored = quarantined = 0
+    first_at, first_rows = None, 0
     start = time.perf_counter()
     try:
         ds = build_dataset(config, source)
@@ -103,19 +112,25 @@ def run_scoring(config: RayalConfig, *, progress: bool = True) -> ScoreSummary:
             scored += good
             quarantined += bad
             bar.update(good + bad)
+            if first_at is None:
+                first_at, first_rows = time.perf_counter(), good + bad
             bar.set_postfix(quarantined=quarantined)
         bar.close()
     finally:
         outputs = sink.close()
         if started_ray:
             ray.shutdown()
-    seconds = time.perf_counter() - start
+    end = time.perf_counter()
+    seconds = end - start
     n = max(scored, 1)
+    first_at = first_at or end
+    steady = (scored + quarantined - first_rows) / (end - first_at) if end > first_at else 0.0
     summary = ScoreSummary(
         frames_total=source.num_frames, frames_scored=scored, frames_quarantined=quarantined,
         seconds=seconds, frames_per_second=(scored + quarantined) / max(seconds, 1e-9),
         outputs=outputs, region_bytes_per_frame=outputs["regions"]["bytes"] / n,
-        frame_bytes_per_frame=outputs["frames"]["bytes"] / n)
+        frame_bytes_per_frame=outputs["frames"]["bytes"] / n,
+        startup_seconds=first_at - start, steady_frames_per_second=steady)
     write_bytes(join_uri(output_dir, "score_summary.json"),
                 json.dumps(asdict(summary), indent=2).encode())
     return summary

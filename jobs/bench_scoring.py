@@ -1,0 +1,215 @@
+"""Scoring benchmarks, measured side by side in one run (ratios, not absolute targets).
+
+1. MC-dropout cost: T-sample MC scoring / one deterministic forward of the same
+   model on the same batch (target <= 1.5x), beside the naive T full passes.
+2. ``rayal score`` end to end through Ray Data vs a bare PyTorch loop over the
+   same frames (PNG files), model, scorer and threads: throughput ratio (target >= 0.85).
+3. Scaling (full mode only): frames/s and peak memory at 1k / 10k / 100k synthetic
+   frames streamed from a parquet manifest.
+
+    python jobs/bench_scoring.py --quick      # < 1 minute
+    python jobs/bench_scoring.py              # all three, ~15 minutes on 2 cores
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+from rayal.config import ModelConfig, config_from_dict
+from rayal.data import SyntheticScenes, write_manifest
+from rayal.models import build_model
+from rayal.pipeline.batch import FrameBatchScorer
+from rayal.pipeline.frames import decode_frames, frame_source
+from rayal.pipeline.score_job import run_scoring
+from rayal.pipeline.runtime import init_ray
+from rayal.pipeline.sink import ScoreSink
+from rayal.scoring import MCDropoutScorer
+from rayal.scoring import measures as M
+from rayal.scoring.rng import apply_dropout, frame_seeds
+
+
+def _interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin so load drifts hit all alike."""
+    for fn in fns.values():
+        fn()  # warm-up (numba compile, allocator)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def bench_mc_cost(batch: int, height: int, width: int, samples: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="Unet", encoder="mobilenet_v2"), num_classes=12).eval()
+    images = torch.rand(batch, 3, height, width)
+    ids = [f"f{i}" for i in range(batch)]
+    seeds = frame_seeds(0, ids)
+
+    @torch.no_grad()
+    def one_pass():
+        return model(images)
+
+    @torch.no_grad()
+    def naive():  # what peers do: T full passes, then the statistics
+        probs = torch.stack([torch.softmax(apply_dropout(model(images), seeds, t, 0.2), 1)
+                             for t in range(samples)])
+        point = probs.mean(0)
+        return (M.entropy(point), M.bald(probs), M.vote_entropy(probs), M.variance(probs),
+                M.area_disagreement(probs))
+
+    logits_scorer = MCDropoutScorer(model, mc_samples=samples, position="logits")
+    head_scorer = MCDropoutScorer(model, mc_samples=samples, position="head_input")
+    out = _interleaved_medians({
+        "one_pass_s": one_pass,
+        "mc_logits_s": lambda: logits_scorer(images, ids),
+        "mc_head_input_s": lambda: head_scorer(images, ids),
+        "naive_s": naive,
+    }, repeats)
+    base = out["one_pass_s"]
+    out["mc_cost_ratio"] = out["mc_logits_s"] / base
+    out["head_input_ratio"] = out["mc_head_input_s"] / base
+    out["naive_ratio"] = out["naive_s"] / base
+    return out
+
+
+def _score_config(root: str, out: str, frames: int, height: int, width: int, batch: int,
+                  extra: dict | None = None) -> dict:
+    cfg = {
+        "seed": 0, "device": "cpu", "output_dir": out,
+        "data": {"source": "folder", "root": root, "masks": None, "num_classes": 8,
+                 "limit": frames},
+        "scoring": {"measures": ["entropy", "margin", "bald", "area_disagreement"],
+                    "mc_samples": 10, "units": ["patch"], "batch_size": batch},
+        "ray": {"num_cpus": 4, "actors": 1, "cpus_per_actor": 1.0, "torch_threads": 2,
+                "object_store_memory": 300 * 2**20},
+    }
+    for section, values in (extra or {}).items():
+        cfg[section] = {**cfg.get(section, {}), **values}
+    return cfg
+
+
+def bare_loop(config) -> float:
+    """Same decode, scorer and sink in a plain Python loop: frames per second after the
+    first batch (model load and kernel compile excluded, as for the Ray run)."""
+    source = frame_source(config.data)
+    scorer = FrameBatchScorer(config, torch_threads=config.ray.torch_threads)
+    sink = ScoreSink(config.output_dir + "-bare", with_embeddings=False)
+    table = source.table
+    step = config.scoring.batch_size
+    start = None
+    for offset in range(0, table.num_rows, step):
+        rows = table.slice(offset, step)
+        batch = {"frame_id": np.asarray(rows["frame_id"]), "uri": np.asarray(rows["uri"])}
+        sink.write(scorer(decode_frames(batch, config.data, config.scoring)))
+        start = start or time.perf_counter()
+    sink.close()
+    return (table.num_rows - step) / (time.perf_counter() - start)
+
+
+def bench_ray_vs_bare(frames: int, height: int, width: int, batch: int, workdir: Path) -> dict:
+    root = SyntheticScenes(frames, height=height, width=width, seed=1).write_folder(workdir / "pool")
+    config = config_from_dict(_score_config(str(root), str(workdir / "ray"), frames, height,
+                                            width, batch))
+    bare = bare_loop(config)
+    init_ray(config.ray)  # cluster start-up is a one-off per cluster, not per job
+    summary = run_scoring(config, progress=False)
+    ray_fps = summary.steady_frames_per_second
+    return {"bare_fps": bare, "ray_fps": ray_fps, "ray_startup_s": summary.startup_seconds,
+            "ray_vs_bare_ratio": ray_fps / bare}
+
+
+class PeakMemory:
+    """Peak summed RSS of this process and its descendants (Ray workers), sampled every 0.2 s."""
+
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me] + me.children(recursive=True):
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def bench_scaling(sizes: list[int], workdir: Path) -> list[dict]:
+    rows = []
+    for n in sizes:
+        manifest = workdir / f"manifest_{n}.parquet"
+        write_manifest({"frame_id": [f"syn_{i:07d}" for i in range(n)],
+                        "uri": [f"synthetic://3/{i}" for i in range(n)]}, str(manifest))
+        cfg = _score_config("", str(workdir / f"scale_{n}"), n, 32, 32, 64, extra={
+            "data": {"source": "manifest", "manifest": str(manifest), "root": None, "limit": None,
+                     "synthetic": {"height": 32, "width": 32}},
+            "model": {"arch": "Unet", "encoder": "resnet18", "decoder_channels": [64, 32, 16, 16, 8]},
+        })
+        config = config_from_dict(cfg)
+        init_ray(config.ray)
+        with PeakMemory() as mem:
+            summary = run_scoring(config, progress=True)
+        rows.append({"frames": n, "seconds": summary.seconds, "fps": summary.frames_per_second,
+                     "peak_mb": mem.peak / 2**20,
+                     "region_bytes_per_frame": summary.region_bytes_per_frame})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    if args.quick:
+        mc = bench_mc_cost(batch=4, height=176, width=240, samples=10, repeats=3)
+    else:
+        mc = bench_mc_cost(batch=8, height=176, width=240, samples=10, repeats=5)
+    print(f"MC-dropout T=10, Unet/mobilenet_v2, 176x240, CPU x{torch.get_num_threads()} threads")
+    print(f"  one deterministic pass     {mc['one_pass_s'] * 1e3:8.1f} ms   1.00x")
+    print(f"  rayal MC (logits dropout)  {mc['mc_logits_s'] * 1e3:8.1f} ms   {mc['mc_cost_ratio']:.2f}x")
+    print(f"  rayal MC (head_input)      {mc['mc_head_input_s'] * 1e3:8.1f} ms   {mc['head_input_ratio']:.2f}x")
+    print(f"  naive T full passes        {mc['naive_s'] * 1e3:8.1f} ms   {mc['naive_ratio']:.2f}x")
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = 192 if args.quick else 768
+        rb = bench_ray_vs_bare(frames, 96, 128, 16, Path(tmp))
+        print(f"rayal score vs bare loop, {frames} PNG frames 96x128, T=10")
+        print(f"  bare PyTorch loop  {rb['bare_fps']:7.1f} frames/s")
+        print(f"  rayal score (Ray)  {rb['ray_fps']:7.1f} frames/s "
+              f"(after {rb['ray_startup_s']:.1f} s start-up: actor, model, first batch)")
+        if not args.quick:
+            print("scaling (32x32 synthetic frames from a parquet manifest)")
+            print(f"  {'frames':>8} {'seconds':>8} {'frames/s':>9} {'peak MB':>8} {'region B/frame':>15}")
+            for row in bench_scaling([1_000, 10_000, 100_000], Path(tmp)):
+                print(f"  {row['frames']:>8} {row['seconds']:>8.1f} {row['fps']:>9.1f} "
+                      f"{row['peak_mb']:>8.0f} {row['region_bytes_per_frame']:>15.0f}")
+    print(f"mc_naive_ratio: {mc['naive_ratio']:.3f}")
+    print(f"mc_cost_ratio: {mc['mc_cost_ratio']:.3f}")
+    print(f"ray_vs_bare_ratio: {rb['ray_vs_bare_ratio']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
