@@ -90,8 +90,17 @@ def _smp_class(arch: str) -> type:
     raise ValueError(f"model.arch {arch!r} is not an smp architecture; known: {known}")
 
 
-def build_model(config: ModelConfig, num_classes: int) -> SegmentationNet:
-    """A freshly initialised smp model (``encoder_weights`` only from a local file)."""
+def build_model(config: ModelConfig, num_classes: int, seed: int = 0) -> SegmentationNet:
+    """A freshly initialised smp model (``encoder_weights`` only from a local file).
+
+    Initialisation is seeded, so every actor of a pool builds identical weights.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(config, num_classes)
+
+
+def _build(config: ModelConfig, num_classes: int) -> SegmentationNet:
     cls = _smp_class(config.arch)
     kwargs: dict[str, Any] = dict(config.extra)
     if config.decoder_channels is not None:
@@ -145,7 +154,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return model, dict(payload.get("meta", {}))
 
 
-def model_from_config(config: ModelConfig, num_classes: int | None) -> SegmentationNet:
+def model_from_config(config: ModelConfig, num_classes: int | None, seed: int = 0) -> SegmentationNet:
     """The checkpoint when one is given, else a fresh model with ``num_classes``."""
     if config.checkpoint:
         model, _ = load_checkpoint(config.checkpoint)
@@ -155,4 +164,4 @@ def model_from_config(config: ModelConfig, num_classes: int | None) -> Segmentat
         return model
     if num_classes is None:
         raise ValueError("data.num_classes is required to build a fresh model")
-    return build_model(config, num_classes)
+    return build_model(config, num_classes, seed=seed)

@@ -49,7 +49,8 @@ class FrameBatchScorer:
         if torch_threads:
             torch.set_num_threads(torch_threads)
         self.device = resolve_device(self.config.device)
-        self.model = model_from_config(self.config.model, self.config.data.num_classes)
+        self.model = model_from_config(self.config.model, self.config.data.num_classes,
+                                       seed=self.config.seed)
         self.model = self.model.to(self.device).eval()
         self.num_classes = self.model.num_classes
         sc = self.config.scoring

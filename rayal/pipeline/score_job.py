@@ -69,7 +69,7 @@ def build_dataset(config: RayalConfig, source: FrameSource):
         table = source.table
         ds = ray.data.from_arrow([table.slice(i, batch) for i in range(0, table.num_rows, batch)])
     else:
-        ds = ray.data.read_parquet(source.manifest_uri, columns=["frame_id", "uri"])
+        ds = ray.data.read_parquet(source.manifest_uri).select_columns(["frame_id", "uri"])
         if config.data.limit:
             ds = ds.limit(source.num_frames)
         ds = ds.repartition(target_num_rows_per_block=batch)
