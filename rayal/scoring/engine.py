@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from rayal.scoring import measures as M
-from rayal.scoring.fused import MAP_ORDER, ad_from_counts, fused_mc_stats
+from rayal.scoring.fused import MAP_ORDER, ad_from_counts, dropout_copies, fused_mc_stats
 from rayal.scoring.rng import apply_dropout, frame_seeds, sample_bases
 
 
@@ -128,8 +128,13 @@ class MCDropoutScorer:
     def _head_input_dropout(self, decoded: torch.Tensor, size: tuple[int, int],
                             seeds: np.ndarray) -> dict:
         batch = decoded.shape[0]
-        dropped = torch.cat([apply_dropout(decoded, seeds, t, self.dropout_p)
-                             for t in range(self.mc_samples)])
+        if self._fused(decoded.device):
+            bases = sample_bases(seeds, self.mc_samples).numpy().view(np.uint64)
+            copies = dropout_copies(decoded.float().cpu().numpy(), bases, self.dropout_p)
+            dropped = torch.from_numpy(copies).flatten(0, 1)
+        else:
+            dropped = torch.cat([apply_dropout(decoded, seeds, t, self.dropout_p)
+                                 for t in range(self.mc_samples)])
         sampled = self.model.classify(dropped, size).float()
         sampled = sampled.view(self.mc_samples, batch, *sampled.shape[1:])
         det_logits = self.model.classify(decoded, size).float()

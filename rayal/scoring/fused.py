@@ -220,3 +220,33 @@ def fused_mc_stats(zt: np.ndarray, z_det: np.ndarray, bases: np.ndarray, *, num_
 
 def set_threads(n: int) -> None:
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _dropout_copies_kernel(x, bases, thr, scale, out):
+    _, B, D, H, W = out.shape
+    T = out.shape[0]
+    for row in prange(T * B * H):
+        t = row // (B * H)
+        b = (row // H) % B
+        h = row % H
+        for w in range(W):
+            bits = np.uint64(0)
+            for d in range(D):
+                elem = (h * W + w) * D + d
+                lane = elem & 3
+                if lane == 0 or d == 0:
+                    bits = _mix64(bases[b, t] + np.uint64(elem >> 2))
+                keep = (bits >> np.uint64(16 * lane)) & np.uint64(0xFFFF) >= thr
+                out[t, b, d, h, w] = x[b, d, h, w] * scale if keep else 0.0
+
+
+def dropout_copies(x: np.ndarray, bases: np.ndarray, dropout_p: float) -> np.ndarray:
+    """T inverted-dropout copies of ``x`` (B, D, H, W) -> (T, B, D, H, W) float32, with the
+    same masks as :func:`rayal.scoring.rng.apply_dropout` (one fused pass, no mask tensors)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bases = np.ascontiguousarray(bases, dtype=np.uint64)
+    out = np.empty((bases.shape[1],) + x.shape, np.float32)
+    _dropout_copies_kernel(x, bases, np.uint64(drop_threshold(dropout_p)),
+                           np.float32(1.0 / (1.0 - dropout_p)), out)
+    return out
