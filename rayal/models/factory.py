@@ -116,9 +116,10 @@ def _build(config: ModelConfig, num_classes: int) -> SegmentationNet:
         if not path.is_file():
             raise FileNotFoundError(f"model.encoder_weights: no such file {path}")
         state = torch.load(path, map_location="cpu", weights_only=True)
-        missing, unexpected = net.encoder.load_state_dict(state, strict=False)
-        if len(missing) == len(net.encoder.state_dict()):
+        # smp encoders override load_state_dict and return None: compare keys ourselves
+        if not set(state) & set(net.encoder.state_dict()):
             raise ValueError(f"model.encoder_weights {path} matches none of the encoder's weights")
+        net.encoder.load_state_dict(state, strict=False)
     return SegmentationNet(net, num_classes, config)
 
 
@@ -129,7 +130,9 @@ def save_checkpoint(path: str | Path, model: SegmentationNet, meta: dict | None 
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
-        "model_config": model.model_config.model_dump(mode="json") | {"checkpoint": None},
+        # the weights travel in the file: no path to the original weights or checkpoint
+        "model_config": model.model_config.model_dump(mode="json")
+        | {"checkpoint": None, "encoder_weights": None},
         "num_classes": model.num_classes,
         "state_dict": model.state_dict(),
         "meta": meta or {},
