@@ -160,6 +160,32 @@ class RayConfig(Section):
     max_frames_in_flight: int | None = Field(None, ge=1)
 
 
+class SelectionConfig(Section):
+    """Which strategy picks the next query, and how much it may pick."""
+
+    strategy: str = "entropy"
+    params: dict = Field(default_factory=dict, description="strategy parameters")
+    budget: int | None = Field(16, ge=0, description="units per round")
+    budget_cost: float | None = Field(None, ge=0, description="clicks per round (cost-aware)")
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> "SelectionConfig":
+        if (self.budget is None) == (self.budget_cost is None):
+            raise ValueError("give exactly one of selection.budget and selection.budget_cost")
+        return self
+
+
+class PoolConfig(Section):
+    """The durable pool state of one project and its coordinator actor."""
+
+    project: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
+    unit: Literal["image", "patch", "superpixel"] = "image"
+    state_dir: str = Field("runs/pool", description="journal + snapshots, local or s3://")
+    namespace: str = "rayal"
+    lease_seconds: float = Field(7 * 24 * 3600.0, gt=0)
+    snapshot_every: int = Field(10_000, ge=1, description="journal records between snapshots")
+
+
 class RayalConfig(Section):
     """The whole YAML file."""
 
@@ -171,3 +197,5 @@ class RayalConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
