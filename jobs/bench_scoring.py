@@ -33,7 +33,6 @@ from rayal.pipeline.runtime import init_ray
 from rayal.pipeline.sink import ScoreSink
 from rayal.scoring import MCDropoutScorer
 from rayal.scoring import measures as M
-from rayal.scoring.rng import apply_dropout, frame_seeds
 
 
 def _interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
@@ -54,16 +53,21 @@ def bench_mc_cost(batch: int, height: int, width: int, samples: int, repeats: in
     model = build_model(ModelConfig(arch="Unet", encoder="mobilenet_v2"), num_classes=12).eval()
     images = torch.rand(batch, 3, height, width)
     ids = [f"f{i}" for i in range(batch)]
-    seeds = frame_seeds(0, ids)
 
     @torch.no_grad()
     def one_pass():
         return model(images)
 
+    generator = torch.Generator().manual_seed(0)
+
     @torch.no_grad()
-    def naive():  # what peers do: T full passes, then the statistics
-        probs = torch.stack([torch.softmax(apply_dropout(model(images), seeds, t, 0.2), 1)
-                             for t in range(samples)])
+    def naive():  # what peers do: T full passes with nn.Dropout-style masks, then the statistics
+        probs = []
+        for _ in range(samples):
+            logits = model(images)
+            keep = torch.rand(logits.shape, generator=generator) >= 0.2
+            probs.append(torch.softmax(logits * keep / 0.8, 1))
+        probs = torch.stack(probs)
         point = probs.mean(0)
         return (M.entropy(point), M.bald(probs), M.vote_entropy(probs), M.variance(probs),
                 M.area_disagreement(probs))

@@ -19,6 +19,7 @@ from rayal.config import RayalConfig
 from rayal.data import join_uri, write_bytes
 from rayal.pipeline.batch import FrameBatchScorer
 from rayal.pipeline.frames import FrameSource, decode_frames, frame_source
+from rayal.pipeline.manifest_source import ManifestDatasource
 from rayal.pipeline.runtime import init_ray, quiet_ray_data, write_run_metadata
 from rayal.pipeline.sink import ScoreSink
 
@@ -69,10 +70,8 @@ def build_dataset(config: RayalConfig, source: FrameSource):
         table = source.table
         ds = ray.data.from_arrow([table.slice(i, batch) for i in range(0, table.num_rows, batch)])
     else:
-        ds = ray.data.read_parquet(source.manifest_uri).select_columns(["frame_id", "uri"])
-        if config.data.limit:
-            ds = ds.limit(source.num_frames)
-        ds = ds.repartition(target_num_rows_per_block=batch)
+        ds = ray.data.read_datasource(ManifestDatasource(
+            source.manifest_uri, batch_size=batch, limit=source.num_frames))
     ds = ds.map_batches(decode_frames, fn_kwargs=dict(
         data=config.data, scoring=config.scoring, base_dir=source.base_dir),
         batch_size=batch, batch_format="numpy", num_cpus=config.ray.decode_cpus)
