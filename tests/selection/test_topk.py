@@ -149,3 +149,20 @@ def test_deterministic():
     tables, pool = ScoreTables(frames=frames_table()), pool_with(IDS)
     assert select("entropy", tables, pool, 3, seed=1).to_table().equals(
         select("entropy", tables, pool, 3, seed=2).to_table())
+
+
+def test_lazy_pool_lookup_matches_pool_frame_index():
+    from rayal.selection.common import frame_index_of
+
+    pool = pool_with([f"p{i}" for i in range(200)] + ["p5"])  # a repeated id: first position wins
+    ids = pa.array(["p7", "zz", "p5", "p199", "p7", None])
+    assert np.array_equal(frame_index_of(pool, ids), pool.frame_index(ids))
+    assert list(frame_index_of(pool, ids)) == [7, -1, 5, 199, 7, -1]
+
+
+def test_widening_past_many_taken_top_units():
+    ids = [f"g{i:04d}" for i in range(2000)]
+    table = pa.table({"frame_id": ids, "entropy_mean": np.linspace(1.0, 0.0, 2000)})
+    pool = pool_with(ids, {(f, -1): LABELED for f in ids[:900]})  # the 900 best are taken
+    q = select("entropy", ScoreTables(frames=table), pool, 5)
+    assert list(q.frame_id) == ids[900:905]
