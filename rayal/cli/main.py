@@ -1,4 +1,4 @@
-"""``rayal`` command line: ``rayal score CONFIG [--set key=value ...]``."""
+"""``rayal`` command line: ``rayal score | pool ... CONFIG [--set key=value ...]``."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from rayal import __version__
+from rayal.cli.pool import add_pool_parser, cmd_pool
 from rayal.config import ConfigError, load_config
 
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(score)
     score.add_argument("--model", help="ARCH[:ENCODER] for a fresh smp model, or a checkpoint path")
     score.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_pool_parser(sub)
     return parser
 
 
@@ -46,7 +48,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"score": cmd_score}
+COMMANDS = {"score": cmd_score, "pool": cmd_pool}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,54 @@ def split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keys >> REGION_BITS, (keys & ((1 << REGION_BITS) - 1)) - 1
 
 
+class FrameLookup:
+    """Pool frame id -> pool index, and the frame id's rank in sorted (byte) order.
+
+    Built once per selection (one O(F log F) sort of the F pool frame ids); a lookup then
+    costs a dictionary encoding of the batch plus a vectorised binary search of its
+    distinct ids, instead of re-hashing all F pool ids per batch as ``pc.index_in`` does.
+    ``rank`` (F,) int64 orders pool frames by frame_id, for deterministic tie-breaking.
+    """
+
+    def __init__(self, frame_ids: pa.Array | pa.ChunkedArray):
+        ids = frame_ids.combine_chunks() if isinstance(frame_ids, pa.ChunkedArray) else frame_ids
+        self.ids = ids.cast(pa.string()) if ids.type != pa.string() else ids
+        self.order = pc.sort_indices(self.ids).to_numpy().astype(np.int64)  # (F,)
+        self.rank = np.empty(len(self.order), np.int64)
+        self.rank[self.order] = np.arange(len(self.order), dtype=np.int64)
+
+    def index(self, frame_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """(N,) int64 pool index of each frame id; -1 for ids not in the pool (or null)."""
+        if isinstance(frame_ids, pa.ChunkedArray):
+            frame_ids = frame_ids.combine_chunks()
+        if pa.types.is_dictionary(frame_ids.type):
+            frame_ids = frame_ids.dictionary_decode()
+        if frame_ids.type != pa.string():
+            frame_ids = frame_ids.cast(pa.string())
+        F = len(self.order)
+        if len(frame_ids) == 0 or F == 0:
+            return np.full(len(frame_ids), -1, np.int64)
+        enc = pc.dictionary_encode(frame_ids)
+        uniq, codes = enc.dictionary, enc.indices
+        lo = np.zeros(len(uniq), np.int64)
+        hi = np.full(len(uniq), F, np.int64)
+        while True:  # lower bound of each distinct id in the sorted pool ids
+            active = lo < hi
+            if not active.any():
+                break
+            mid = (lo + hi) // 2
+            probe = pc.take(self.ids, pa.array(self.order[np.minimum(mid, F - 1)]))
+            less = pc.less(probe, uniq).to_numpy(zero_copy_only=False) & active
+            lo = np.where(less, mid + 1, lo)
+            hi = np.where(active & ~less, mid, hi)
+        pos = self.order[np.minimum(lo, F - 1)]
+        same = pc.fill_null(pc.equal(pc.take(self.ids, pa.array(pos)), uniq), False)
+        found = same.to_numpy(zero_copy_only=False) & (lo < F)
+        per_uniq = np.where(found, pos, -1)
+        codes_np = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return np.where(codes_np >= 0, per_uniq[np.maximum(codes_np, 0)], -1)
+
+
 @dataclass
 class PoolView:
     """Read-only view of the pool state (numpy columns, no Python object per unit).
@@ -60,6 +108,7 @@ class PoolView:
     dominant_class: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
 
     def __post_init__(self):
+        self._frame_lookup = None
         if not isinstance(self.frame_ids, (pa.Array, pa.ChunkedArray)):
             self.frame_ids = pa.array(list(self.frame_ids), pa.string())
         order = np.argsort(self.keys, kind="stable")
@@ -72,12 +121,18 @@ class PoolView:
         """A pool where every unit of these frames is unlabelled."""
         return cls(frame_ids=frame_ids)
 
+    @property
+    def lookup(self) -> "FrameLookup":
+        """Sorted frame-id lookup, built once per view (one sort of the pool's ids)."""
+        if self._frame_lookup is None:
+            self._frame_lookup = FrameLookup(self.frame_ids)
+        return self._frame_lookup
+
     def frame_index(self, frame_ids: pa.Array | np.ndarray | list) -> np.ndarray:
         """(N,) int64 pool index of each frame id; -1 for frames not in the pool."""
         if not isinstance(frame_ids, (pa.Array, pa.ChunkedArray)):
             frame_ids = pa.array(np.asarray(frame_ids, dtype=object), pa.string())
-        idx = pc.index_in(frame_ids, value_set=self.frame_ids)
-        return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return self.lookup.index(frame_ids)
 
     def _lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pos = np.searchsorted(self.keys, keys)
@@ -157,8 +212,12 @@ class ScoreTables:
             table = source.filter(filter) if filter is not None else source
             yield from (table.select(columns) if columns else table).to_batches(batch_size)
             return
+        # one fragment at a time with minimal read-ahead: Dataset.to_batches reads ahead
+        # without waiting for a slow consumer and would buffer much of a 100M-row table
         dataset = pads.dataset(source, format="parquet")
-        yield from dataset.to_batches(columns=columns, filter=filter, batch_size=batch_size)
+        for fragment in dataset.get_fragments(filter=filter):
+            yield from fragment.to_batches(columns=columns, filter=filter, batch_size=batch_size,
+                                           batch_readahead=1, fragment_readahead=1)
 
 
 @dataclass

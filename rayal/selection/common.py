@@ -96,30 +96,6 @@ def float_column(table: pa.Table, name: str) -> np.ndarray:
     return pc.fill_null(col, np.nan).to_numpy()
 
 
-def frame_index_of(pool: PoolView, frame_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """(n,) pool index of each frame id (-1 if absent): the answer of ``pool.frame_index``.
-
-    ``pool.frame_index`` hashes the whole pool (~3 s for 10M ids on a slow core); for a
-    few ids against a big pool this hashes the ids and probes the pool with them (~0.2 s).
-    """
-    n, m = len(frame_ids), len(pool.frame_ids)
-    if n == 0:
-        return np.zeros(0, np.int64)
-    if n * 4 >= m:
-        return pool.frame_index(frame_ids)
-    frame_ids = frame_ids.cast(pool.frame_ids.type)
-    uniq = pc.unique(frame_ids)
-    hit = pc.fill_null(pc.index_in(pool.frame_ids, value_set=uniq), -1)
-    hit = hit.to_numpy(zero_copy_only=False).astype(np.int64)  # (m,) index into uniq
-    pos = np.flatnonzero(hit >= 0)
-    found, first = np.unique(hit[pos], return_index=True)  # first pool position, like index_in
-    where = np.full(len(uniq), -1, np.int64)
-    where[found] = pos[first]
-    idx = pc.fill_null(pc.index_in(frame_ids, value_set=uniq), -1)
-    idx = idx.to_numpy(zero_copy_only=False).astype(np.int64)
-    return np.where(idx >= 0, where[np.maximum(idx, 0)], -1)
-
-
 def resolve_units(pool: PoolView, frame_index: np.ndarray,
                   region_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(keys, selectable) of units given by (n,) pool frame index (-1: not in pool) and region id;
@@ -177,7 +153,7 @@ class UnitRows:
         if self._all is not None or len(idx) * 4 >= len(self):
             _, keys, selectable = self._resolve_all()
             return keys[idx], selectable[idx]
-        frame_index = frame_index_of(self.pool, pc.take(self.frame_id, pa.array(idx)))
+        frame_index = self.pool.frame_index(pc.take(self.frame_id, pa.array(idx)))
         return resolve_units(self.pool, frame_index, self.region_id[idx])
 
     def column(self, name: str) -> np.ndarray:

@@ -8,7 +8,8 @@ import pytest
 
 from rayal.selection import (LABELED, QUEUED, Budget, PoolView, ScoreTables, get_strategy,
                              unit_keys)
-from rayal.selection.oreal import OREAL, FrameLookup, TopK, class_budget
+from rayal.selection.base import FrameLookup
+from rayal.selection.oreal import OREAL, TopK, class_budget
 
 
 def iterative_budget(n, Q):
@@ -146,6 +147,11 @@ def test_unit_filter_nan_and_errors():
     pool = PoolView.fresh(["a"])
     q = OREAL().select(ScoreTables(regions=table), pool, Budget(units=1), 0)
     assert rows(q) == [("a", 1, 0)]  # NaN ranks last; the patch row is another unit kind
+    q = OREAL().select(ScoreTables(regions=t1.slice(0, 2)), pool, Budget(units=2), 0)
+    assert rows(q) == [("a", 1, 0), ("a", 0, 1)]  # (a, 0) is only taken where it has a score
+    nan_only = regions_table(["a", "a"], [0, 1], [[np.nan], [0.1]])
+    q = OREAL().select(ScoreTables(regions=nan_only), pool, Budget(units=2), 0)
+    assert rows(q) == [("a", 1, 0)]  # a NaN score is never selected
     q = OREAL(unit="patch").select(ScoreTables(regions=table), pool, Budget(units=1), 0)
     assert rows(q) == [("a", 0, 0)]
     assert len(OREAL().select(ScoreTables(regions=table), pool, Budget(units=0), 0)) == 0
@@ -206,3 +212,11 @@ def test_streaming_parquet_matches_in_memory_and_reference(tmp_path):
         assert rows(mem) == ref
         assert mem.to_table().equals(disk.to_table())
         assert len(set((f, r) for f, r, _ in ref)) == Q
+
+
+def test_duplicate_rows_are_selected_once():
+    table = regions_table(["a", "a", "a"], [0, 0, 1], [[0.9], [0.9], [0.5]])
+    for batch_size in (1, 2, 100):
+        q = OREAL(batch_size=batch_size).select(ScoreTables(regions=table), PoolView.fresh(["a"]),
+                                                Budget(units=2), seed=0)
+        assert rows(q) == [("a", 0, 0), ("a", 1, 0)]

@@ -151,13 +151,10 @@ def test_deterministic():
         select("entropy", tables, pool, 3, seed=2).to_table())
 
 
-def test_lazy_pool_lookup_matches_pool_frame_index():
-    from rayal.selection.common import frame_index_of
-
+def test_pool_frame_index_lookup():
     pool = pool_with([f"p{i}" for i in range(200)] + ["p5"])  # a repeated id: first position wins
     ids = pa.array(["p7", "zz", "p5", "p199", "p7", None])
-    assert np.array_equal(frame_index_of(pool, ids), pool.frame_index(ids))
-    assert list(frame_index_of(pool, ids)) == [7, -1, 5, 199, 7, -1]
+    assert list(pool.frame_index(ids)) == [7, -1, 5, 199, 7, -1]
 
 
 def test_widening_past_many_taken_top_units():
