@@ -1,0 +1,210 @@
+"""``rayal pool init | select | export | ingest | status``: talk to the project's coordinator.
+
+Every subcommand connects to Ray (``ray.address`` / ``RAY_ADDRESS``, else a local
+Ray), gets or creates the detached ``rayal-pool-<project>`` actor and calls it.
+Wire into ``rayal.cli.main`` with ``add_pool_parser(subparsers)`` and dispatch
+``pool`` to :func:`cmd_pool`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+import pyarrow as pa
+
+SUBCOMMANDS = ("init", "select", "export", "ingest", "status")
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="YAML config (defaults when omitted)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config value, e.g. pool.project=cars")
+
+
+def add_pool_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``pool`` and its subcommands to the ``rayal`` sub-parsers."""
+    pool = subparsers.add_parser("pool", help="durable pool state: register, select, export, ingest")
+    sub = pool.add_subparsers(dest="pool_command", required=True)
+    init = sub.add_parser("init", help="register the frames of the config's data source")
+    _config_args(init)
+    select = sub.add_parser("select", help="run selection.strategy on a round's score tables")
+    _config_args(select)
+    select.add_argument("--round", type=int, required=True, help="round id (a retry returns the same query)")
+    select.add_argument("--score-dir", required=True, help="directory written by `rayal score`")
+    select.add_argument("--seed", type=int, help="default: the config's seed + round")
+    select.add_argument("--owner", default="annotators", help="lease owner of the queued units")
+    select.add_argument("--plugin", action="append", default=[],
+                        help="module or .py file registering extra strategies (repeatable)")
+    export = sub.add_parser("export", help="write a round's query (parquet + JSON lines)")
+    _config_args(export)
+    export.add_argument("--round", type=int, required=True)
+    export.add_argument("--out", help="output directory (default <output_dir>/queries)")
+    export.add_argument("--format", choices=("rle", "polygon", "both"), default="rle")
+    ingest = sub.add_parser("ingest", help="summarise label masks of queued units and ingest them")
+    _config_args(ingest)
+    source = ingest.add_mutually_exclusive_group(required=True)
+    source.add_argument("--masks", help="directory of <frame_id>.png / <frame_id>__<region>.png")
+    source.add_argument("--oracle", action="store_true", help="use the frames' registered masks")
+    ingest.add_argument("--round", type=int, help="only units queued in this round")
+    ingest.add_argument("--on-error", choices=("raise", "quarantine"), default="raise",
+                        help="a bad mask rejects the batch (default) or quarantines its units")
+    status = sub.add_parser("status", help="units per status, class and round")
+    _config_args(status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return pool
+
+
+def _get(ref):
+    """ray.get, re-raising the actor's own exception (not Ray's wrapper with its traceback)."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        cause = getattr(err, "cause", None)
+        raise (cause if isinstance(cause, BaseException) else err) from None
+
+
+def _frame_batches(data, batch_rows: int = 1 << 20):
+    """The pool split's frames (``frame_id, uri[, mask_uri]``) in batches."""
+    from rayal.data import iter_manifest, validate_manifest_schema
+    from rayal.pipeline.frames import folder_dataset, frame_source
+
+    if data.source == "manifest":
+        names = validate_manifest_schema(data.manifest).names
+        columns = ["frame_id", "uri"] + (["mask_uri"] if "mask_uri" in names else [])
+        left = data.limit
+        for batch in iter_manifest(data.manifest, batch_size=batch_rows, columns=columns):
+            if left is not None:
+                batch, left = batch.slice(0, left), left - min(left, batch.num_rows)
+            if batch.num_rows:
+                yield batch
+            if left == 0:
+                return
+        return
+    table = (folder_dataset(data, data.pool_split).to_manifest() if data.source == "folder"
+             else frame_source(data).table)
+    if data.limit:
+        table = table.slice(0, data.limit)
+    yield from table.to_batches(batch_rows)
+
+
+def _units_per_frame(config) -> int | None:
+    if config.pool.unit == "patch":
+        return int(np.prod(config.scoring.grid))
+    return 1 if config.pool.unit == "image" else None
+
+
+def print_status(status: dict, class_names=None, out=None) -> None:
+    """Status as three small tables: units per status, per round, per class."""
+    out = out or sys.stdout
+    print(f"pool unit={status['unit']}  frames={status['frames']}  "
+          f"units={status['units_total'] if status['units_total'] is not None else '?'}  "
+          f"journal seq={status['seq']}", file=out)
+    print(f"{'status':<20}{'units':>12}", file=out)
+    for name in ("unlabeled", "queued", "labeled", "quarantined", "quarantined_frames"):
+        value = status[name]
+        print(f"{name:<20}{'?' if value is None else value:>12}", file=out)
+    if status["per_round"]:
+        print(f"{'round':>6}{'selected':>10}{'queued':>10}{'labeled':>10}", file=out)
+        for r, row in sorted(status["per_round"].items()):
+            print(f"{r:>6}{row['selected']:>10}{row['queued']:>10}{row['labeled']:>10}", file=out)
+    units, pixels = status["per_class"]["units"], status["per_class"]["pixels"]
+    if units:
+        print(f"{'class':<16}{'units':>8}{'pixels':>14}", file=out)
+        for c, (n, p) in enumerate(zip(units, pixels)):
+            name = class_names[c] if class_names and c < len(class_names) else str(c)
+            print(f"{name:<16}{n:>8}{p:>14}", file=out)
+
+
+def _init(config, handle) -> None:
+    total = 0
+    for batch in _frame_batches(config.data):
+        total += _get(handle.register.remote(pa.Table.from_batches([batch])))["registered"]
+    print(f"registered {total} new frame(s)")
+
+
+def _select(config, handle, args) -> None:
+    from rayal.data import exists, join_uri
+    from rayal.selection.base import ScoreTables
+
+    quarantine_dir = join_uri(args.score_dir, "quarantine")
+    if exists(quarantine_dir):   # frames the score job could not read never get selected
+        bad = ScoreTables(frames=quarantine_dir).read("frames", ["frame_id", "reason"])
+        if bad.num_rows:
+            report = _get(handle.quarantine.remote(bad.column("frame_id").to_pylist(), -1,
+                                                   bad.column("reason").to_pylist()))
+            print(f"quarantined {report['quarantined']} unreadable frame(s) from {quarantine_dir}")
+    sel = config.selection
+    budget = {"units": sel.budget} if sel.budget is not None else {"cost": sel.budget_cost}
+    seed = args.seed if args.seed is not None else config.seed + args.round
+    query = _get(handle.select.remote(sel.strategy, sel.params, budget, args.round, args.score_dir,
+                                      seed, owner=args.owner, plugins=args.plugin))
+    print(f"round {args.round}: {query.num_rows} {config.pool.unit} unit(s) selected by {sel.strategy}")
+    for row in query.slice(0, 10).to_pylist():
+        print(f"  {row['rank']:>4}  {row['frame_id']}  region {row['region_id']}  "
+              f"score {row['score']:.4g}  {row['reason']}")
+
+
+def _export(config, handle, args) -> None:
+    from rayal.data import join_uri
+    from rayal.pool.export import export_query
+
+    query = _get(handle.query.remote(args.round))
+    frames = _get(handle.frames.remote(query.column("frame_id").unique().to_pylist()))
+    out = export_query(query, frames, args.out or join_uri(config.output_dir, "queries"),
+                       round_id=args.round, unit=config.pool.unit, scoring=config.scoring,
+                       data=config.data, mask_format=args.format)
+    print(f"exported {out['rows']} unit(s): {out['parquet']} {out['jsonl']}")
+
+
+def _ingest(config, handle, args) -> None:
+    from rayal.pool.labels import label_summaries
+
+    units = _get(handle.units.remote("queued", args.round))
+    frames = _get(handle.frames.remote(units.column("frame_id").unique().to_pylist()))
+    batch = label_summaries(units, frames, unit=config.pool.unit, data=config.data,
+                            scoring=config.scoring, masks_dir=None if args.oracle else args.masks,
+                            on_error="collect" if args.on_error == "quarantine" else "raise")
+    if batch.errors:
+        ids = [(f, r, msg) for f, regions, msg in batch.errors for r in regions]
+        f, r, msg = zip(*ids)
+        _get(handle.quarantine.remote(list(f), list(r), list(msg)))
+        print(f"quarantined {len(ids)} unit(s) of {len(batch.errors)} frame(s) with bad labels")
+    report = _get(handle.ingest.remote(batch.table, args.round))
+    print("ingest: " + ", ".join(f"{k} {v}" for k, v in report.items())
+          + f", no mask yet {len(batch.missing)}")
+
+
+def cmd_pool(args: argparse.Namespace) -> int:
+    """Run one ``rayal pool`` subcommand; returns the exit code."""
+    from rayal.config import load_config
+    from rayal.data import FrameError
+    from rayal.pipeline.runtime import init_ray
+    from rayal.pool.coordinator import get_or_create_coordinator
+    from rayal.pool.journal import JournalCorruptError
+
+    config = load_config(args.config, args.overrides)
+    init_ray(config.ray)
+    try:
+        handle = get_or_create_coordinator(config.pool)
+        if args.pool_command == "init":
+            _init(config, handle)
+        elif args.pool_command == "select":
+            _select(config, handle, args)
+        elif args.pool_command == "export":
+            _export(config, handle, args)
+        elif args.pool_command == "ingest":
+            _ingest(config, handle, args)
+        status = _get(handle.status.remote(_units_per_frame(config)))
+        if args.pool_command == "status" and getattr(args, "json", False):
+            print(json.dumps(status, indent=2))
+        elif args.pool_command in ("init", "ingest", "status"):
+            print_status(status, config.data.class_names)
+    except (FrameError, JournalCorruptError, KeyError) as err:   # LabelError is a FrameError
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"rayal pool {args.pool_command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,80 @@
+"""``rayal pool init | select | export | ingest | status`` end to end on a tiny folder dataset."""
+from __future__ import annotations
+
+import argparse
+import json
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from PIL import Image
+
+from rayal.cli.pool import add_pool_parser, cmd_pool
+from rayal.config.sections import PoolConfig
+from rayal.pool.coordinator import shutdown_coordinator
+
+
+def run(*argv) -> int:
+    parser = argparse.ArgumentParser(prog="rayal")
+    add_pool_parser(parser.add_subparsers(dest="command", required=True))
+    return cmd_pool(parser.parse_args(list(argv)))
+
+
+@pytest.fixture
+def project(tmp_path, h, ray_local):
+    frames, masks = h.write_frames(tmp_path / "raw", 4, size=(24, 32), num_classes=3)
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "raw" / "images").rename(tmp_path / "ds" / "train")
+    (tmp_path / "raw" / "masks").rename(tmp_path / "ds" / "trainannot")
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    config = {"output_dir": str(tmp_path / "run"),
+              "data": {"source": "folder", "root": str(tmp_path / "ds"), "num_classes": 3},
+              "pool": {"project": name, "unit": "patch", "state_dir": str(tmp_path / "state")},
+              "selection": {"strategy": "pool_test_top", "params": {"level": "region"}, "budget": 5}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    yield str(path), masks
+    shutdown_coordinator(PoolConfig(**config["pool"]), snapshot=False)
+
+
+def test_cli_round_trip(project, h, tmp_path, capsys):
+    config, masks = project
+    assert run("pool", "init", config) == 0
+    assert "frames=4" in capsys.readouterr().out
+    assert run("pool", "init", config) == 0
+    assert "registered 0 new frame(s)" in capsys.readouterr().out
+    scores = h.write_scores(tmp_path / "scores", 4, regions=16)
+    (tmp_path / "scores" / "quarantine").mkdir()
+    pq.write_table(pa.table({"frame_id": ["f003"], "uri": ["x"], "reason": ["cannot decode image"]}),
+                   tmp_path / "scores" / "quarantine" / "part-0.parquet")
+    args = ("pool", "select", config, "--round", "0", "--score-dir", scores, "--plugin", h.PLUGIN)
+    assert run(*args) == 0
+    out = capsys.readouterr().out
+    assert "quarantined 1 unreadable frame(s)" in out and "5 patch unit(s) selected" in out
+    assert "f003" not in out.split("selected")[1]
+    assert run(*args) == 0 and "5 patch unit(s)" in capsys.readouterr().out   # retry: same query
+    assert run("pool", "export", config, "--round", "0", "--out", str(tmp_path / "q")) == 0
+    exported = pq.read_table(tmp_path / "q" / "round-0000.parquet")
+    assert exported.num_rows == 5 and exported.column("rle").null_count == 0
+    # a mask with an unknown class id: rejected, naming the frame; nothing is ingested
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    victim = exported.column("frame_id")[0].as_py()
+    mask = masks[victim].copy()
+    mask[0, 0] = 9
+    Image.fromarray(mask).save(bad / f"{victim}.png")
+    assert run("pool", "ingest", config, "--masks", str(bad)) == 2
+    assert f"mask of frame {victim}" in capsys.readouterr().err
+    assert run("pool", "ingest", config, "--oracle", "--round", "0") == 0
+    assert "labeled 5" in capsys.readouterr().out
+    assert run("pool", "status", config, "--json") == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["labeled"], status["queued"], status["quarantined_frames"]) == (5, 0, 1)
+    assert status["unlabeled"] == 64 - 5 and sum(status["per_class"]["units"]) == 5
+    assert status["per_round"] == {"0": {"selected": 5, "queued": 0, "labeled": 5}}
+    assert run("pool", "status", config) == 0
+    table = capsys.readouterr().out
+    assert "labeled" in table and "round" in table and np.all([c in table for c in "012"])
