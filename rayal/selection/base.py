@@ -121,6 +121,15 @@ class PoolView:
         """A pool where every unit of these frames is unlabelled."""
         return cls(frame_ids=frame_ids)
 
+    @classmethod
+    def from_statuses(cls, frame_ids, statuses: dict | None = None) -> "PoolView":
+        """A small view from ``{(frame_id, region_id): status}`` (tests, notebooks)."""
+        statuses = statuses or {}
+        index = {f: i for i, f in enumerate(frame_ids)}
+        keys = unit_keys([index[f] for f, _ in statuses], [r for _, r in statuses])
+        return cls(pa.array(list(frame_ids), pa.string()), keys,
+                   np.array(list(statuses.values()), np.int8), np.full(len(statuses), -1, np.int16))
+
     @property
     def lookup(self) -> "FrameLookup":
         """Sorted frame-id lookup, built once per view (one sort of the pool's ids)."""

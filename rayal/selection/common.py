@@ -38,6 +38,12 @@ def check_choice(param: str, value, choices: Sequence) -> None:
         raise ValueError(f"{param} must be one of {list(choices)}, got {value!r}")
 
 
+def check_column(name: str, value) -> None:
+    """A parameter that names a score column must be a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a column name, got {value!r}")
+
+
 def check_range(param: str, value, low: float | None = None, high: float | None = None,
                 integer: bool = False) -> None:
     """ValueError naming ``param`` unless ``low <= value <= high`` (and an int if ``integer``)."""

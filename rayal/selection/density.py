@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy, split_keys
-from rayal.selection.common import (UNITS, check_choice, check_range, embedding_keys, iter_embeddings,
+from rayal.selection.common import (UNITS, check_choice, check_column, check_range, embedding_keys, iter_embeddings,
                                     level_of, load_units, query_from_rows, rank_top, read_embeddings,
                                     sample_keys, unit_budget)
 from rayal.selection.registry import register_strategy
@@ -70,8 +70,7 @@ class DensityWeighted(Strategy):
 
     def __init__(self, score: str = "entropy_mean", beta: float = 1.0, sample_size: int = 2000,
                  unit: str = "image"):
-        if not isinstance(score, str) or not score:
-            raise ValueError(f"score must be a column name, got {score!r}")
+        check_column("score", score)
         check_range("beta", beta, 0.0)
         check_range("sample_size", sample_size, 1, integer=True)
         check_choice("unit", unit, UNITS)

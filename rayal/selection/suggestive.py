@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy
-from rayal.selection.common import (UNITS, check_choice, check_range, embedding_keys, level_of,
+from rayal.selection.common import (UNITS, check_choice, check_column, check_range, embedding_keys, level_of,
                                     load_units, query_from_rows, rank_top, read_embeddings, unit_budget)
 from rayal.selection.density import pool_sample_embeddings
 from rayal.selection.registry import register_strategy
@@ -57,8 +57,7 @@ class SuggestiveAnnotation(Strategy):
 
     def __init__(self, score: str = "entropy_mean", k_factor: float = 2.0, sample_size: int = 2000,
                  unit: str = "image"):
-        if not isinstance(score, str) or not score:
-            raise ValueError(f"score must be a column name, got {score!r}")
+        check_column("score", score)
         check_range("k_factor", k_factor, 1.0)
         check_range("sample_size", sample_size, 1, integer=True)
         check_choice("unit", unit, UNITS)

@@ -8,12 +8,7 @@ import pytest
 from rayal.selection import LABELED, QUEUED, Budget, PoolView, ScoreTables, get_strategy, unit_keys
 
 
-def pool_with(frame_ids, statuses: dict | None = None) -> PoolView:
-    statuses = statuses or {}
-    index = {f: i for i, f in enumerate(frame_ids)}
-    keys = unit_keys([index[f] for f, _ in statuses], [r for _, r in statuses])
-    return PoolView(pa.array(frame_ids), keys, np.array(list(statuses.values()), np.int8),
-                    np.full(len(statuses), -1, np.int16))
+pool_with = PoolView.from_statuses
 
 
 def regions(pixel_count=(100, 400, 900, 1600), entropy=(0.2, 0.8, 0.5, 1.0), clicks=None,

@@ -13,12 +13,7 @@ from rayal.selection import LABELED, QUEUED, Budget, PoolView, ScoreTables, get_
 from rayal.selection.coreset import min_distances
 
 
-def pool_with(frame_ids, statuses: dict | None = None) -> PoolView:
-    statuses = statuses or {}
-    index = {f: i for i, f in enumerate(frame_ids)}
-    keys = unit_keys([index[f] for f, _ in statuses], [r for _, r in statuses])
-    return PoolView(pa.array(frame_ids), keys, np.array(list(statuses.values()), np.int8),
-                    np.full(len(statuses), -1, np.int16))
+pool_with = PoolView.from_statuses
 
 
 def circle(degrees) -> np.ndarray:

@@ -13,12 +13,7 @@ VECS = np.array([[1.0, 0.0], [0.5, np.sqrt(3) / 2], [0.0, 1.0]])
 PHI = [0.9, 0.6, 0.7]
 
 
-def pool_with(frame_ids, statuses: dict | None = None) -> PoolView:
-    statuses = statuses or {}
-    index = {f: i for i, f in enumerate(frame_ids)}
-    keys = unit_keys([index[f] for f, _ in statuses], [r for _, r in statuses])
-    return PoolView(pa.array(frame_ids), keys, np.array(list(statuses.values()), np.int8),
-                    np.full(len(statuses), -1, np.int16))
+pool_with = PoolView.from_statuses
 
 
 def tables(ids=IDS, vecs=VECS, phi=PHI, frame_ids=IDS) -> ScoreTables:

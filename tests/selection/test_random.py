@@ -10,12 +10,7 @@ from rayal.selection import LABELED, QUARANTINED, QUEUED, Budget, PoolView, Scor
 IDS = [f"f{i:03d}" for i in range(100)]
 
 
-def pool_with(frame_ids, statuses: dict | None = None) -> PoolView:
-    statuses = statuses or {}
-    index = {f: i for i, f in enumerate(frame_ids)}
-    keys = unit_keys([index[f] for f, _ in statuses], [r for _, r in statuses])
-    return PoolView(pa.array(frame_ids), keys, np.array(list(statuses.values()), np.int8),
-                    np.full(len(statuses), -1, np.int16))
+pool_with = PoolView.from_statuses
 
 
 def frames() -> ScoreTables:

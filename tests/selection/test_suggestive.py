@@ -15,12 +15,7 @@ IDS = [f"u{a + 10:03d}" for a in ANGLES]
 PHI = [0.85, 0.1, 0.9, 0.1, 0.95, 0.1, 0.1, 0.8, 0.1, 0.1]
 
 
-def pool_with(frame_ids, statuses: dict | None = None) -> PoolView:
-    statuses = statuses or {}
-    index = {f: i for i, f in enumerate(frame_ids)}
-    keys = unit_keys([index[f] for f, _ in statuses], [r for _, r in statuses])
-    return PoolView(pa.array(frame_ids), keys, np.array(list(statuses.values()), np.int8),
-                    np.full(len(statuses), -1, np.int16))
+pool_with = PoolView.from_statuses
 
 
 def tables() -> ScoreTables:

@@ -14,13 +14,7 @@ NAN = float("nan")
 IDS = [f"f{i}" for i in range(6)]
 
 
-def pool_with(frame_ids, statuses: dict | None = None) -> PoolView:
-    """PoolView over ``frame_ids`` with ``{(frame_id, region_id): status}``."""
-    statuses = statuses or {}
-    index = {f: i for i, f in enumerate(frame_ids)}
-    keys = unit_keys([index[f] for f, _ in statuses], [r for _, r in statuses])
-    return PoolView(pa.array(frame_ids), keys, np.array(list(statuses.values()), np.int8),
-                    np.full(len(statuses), -1, np.int16))
+pool_with = PoolView.from_statuses
 
 
 def frames_table() -> pa.Table:
