@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy
-from rayal.selection.common import UNITS, check_choice, level_of, load_units, query_from_rows, unit_budget
+from rayal.selection.common import (UNITS, check_choice, level_of, load_units, query_from_rows,
+                                    rank_top, unit_budget)
+from rayal.selection.hashing import unit_priority
 from rayal.selection.registry import register_strategy
 
 
@@ -25,13 +27,12 @@ class RandomStrategy(Strategy):
     def select(self, tables: ScoreTables, pool: PoolView, budget: Budget, seed: int) -> Query:
         n = unit_budget(budget, self)
         rows = load_units(tables, self.unit, pool)
-        # sample over sorted unique keys: the result does not depend on the table's row order
-        # and a unit stored twice is one unit
-        keys, first = np.unique(rows.keys[rows.selectable], return_index=True)
-        candidates = np.flatnonzero(rows.selectable)[first]
-        if n == 0 or len(candidates) == 0:
+        if n == 0:
             return Query.empty()
-        rng = np.random.default_rng(seed)
-        picked = candidates[rng.choice(len(candidates), size=min(n, len(candidates)), replace=False)]
+        # a seeded hash of each unit as its priority: the sample does not depend on the
+        # table's row order, a unit stored twice is one unit, and only the best rows'
+        # pool status is resolved (rank_top widens past taken units)
+        priority = unit_priority(rows.frame_id, rows.region_id, seed)
+        picked = rank_top(rows, priority, n)
         return query_from_rows(rows, picked, np.zeros(len(picked)), ["random"] * len(picked),
-                               extras={"candidates": int(len(candidates))})
+                               extras={"candidates": int(len(rows))})

@@ -54,3 +54,29 @@ def test_region_units_use_their_rows():
     assert set(q.unit) == {"patch"}
     with pytest.raises(ValueError, match="unit"):
         get_strategy("random", unit="pixel")
+
+
+def test_unit_priority_is_order_free_and_uniform():
+    from rayal.selection.hashing import string_hashes, unit_priority
+
+    ids = pa.array([f"frame_{i:06d}" for i in range(100_000)])
+    regions = np.arange(100_000) % 7
+    p = unit_priority(ids, regions, seed=3)
+    perm = np.random.default_rng(0).permutation(100_000)
+    assert np.array_equal(unit_priority(ids.take(pa.array(perm)), regions[perm], seed=3), p[perm])
+    assert abs(p.mean() - 0.5) < 0.01 and p.min() >= 0 and p.max() < 1
+    assert np.histogram(p, bins=10, range=(0, 1))[0].min() > 9_000  # no empty decile
+    assert not np.array_equal(unit_priority(ids, regions, seed=4), p)
+    # chunked input and sliced arrays hash the same strings the same way
+    chunked = pa.chunked_array([ids.slice(0, 10), ids.slice(10, 5)])
+    assert np.array_equal(string_hashes(chunked, 1), string_hashes(ids.slice(0, 15), 1))
+
+
+def test_random_query_does_not_depend_on_row_order():
+    ids = [f"f{i}" for i in range(50)]
+    table = pa.table({"frame_id": ids, "entropy_mean": np.zeros(50)})
+    shuffled = table.take(pa.array(np.random.default_rng(1).permutation(50)))
+    pool = PoolView.fresh(ids)
+    a = get_strategy("random").select(ScoreTables(frames=table), pool, Budget(units=10), 5)
+    b = get_strategy("random").select(ScoreTables(frames=shuffled), pool, Budget(units=10), 5)
+    assert list(a.frame_id) == list(b.frame_id)
