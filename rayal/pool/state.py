@@ -87,10 +87,7 @@ class PoolState:
 
     def frame_index(self, frame_ids) -> np.ndarray:
         """(N,) int64 dense index of each frame id; -1 for frames not registered."""
-        if not isinstance(frame_ids, (pa.Array, pa.ChunkedArray)):
-            frame_ids = pa.array(np.asarray(frame_ids, dtype=object), pa.string())
-        idx = pc.index_in(frame_ids, value_set=self.frame_ids)
-        return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return self.view().frame_index(frame_ids)  # the view caches a sorted id lookup
 
     def rows_of(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position, found) of each unit key in :attr:`keys`."""
@@ -111,6 +108,11 @@ class PoolState:
 
     def view(self) -> PoolView:
         """Read-only :class:`PoolView` for strategies (shares the arrays, no copy)."""
+        return self._view
+
+    @cached_property
+    def _view(self) -> PoolView:
+        # the state never changes in place, so one view (and its frame lookup) serves it
         return PoolView(frame_ids=self.frame_ids, keys=self.keys, status=self.cols["status"],
                         dominant_class=self.cols["dominant"])
 

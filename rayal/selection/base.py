@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 
 UNLABELED, QUEUED, LABELED, QUARANTINED = 0, 1, 2, 3
 STATUS_NAMES = ("unlabeled", "queued", "labeled", "quarantined")
@@ -188,11 +189,18 @@ class ScoreTables:
 
     @classmethod
     def from_dir(cls, directory: str) -> "ScoreTables":
-        """The tables ``rayal score`` wrote under ``directory`` (missing ones are None)."""
-        from rayal.data import exists, join_uri
-
-        found = {name: join_uri(directory, name) for name in ("frames", "regions", "embeddings")}
-        return cls(**{k: (v if exists(v) else None) for k, v in found.items()})
+        """The tables ``rayal score`` wrote under ``directory`` (local or a pyarrow URI such
+        as ``s3://``; missing or empty ones are None)."""
+        found = {}
+        for name in ("frames", "regions", "embeddings"):
+            uri = f"{directory.rstrip('/')}/{name}"
+            fs, path = (pafs.FileSystem.from_uri(uri) if "://" in uri
+                        else (pafs.LocalFileSystem(), uri))
+            info = fs.get_file_info(path)
+            empty = info.type == pafs.FileType.Directory and not fs.get_file_info(
+                pafs.FileSelector(path, recursive=True))
+            found[name] = uri if info.type != pafs.FileType.NotFound and not empty else None
+        return cls(**found)
 
     def _source(self, name: str):
         source = getattr(self, name)
