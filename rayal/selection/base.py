@@ -213,6 +213,13 @@ class ScoreTables:
         schema = source.schema if isinstance(source, pa.Table) else pads.dataset(source, format="parquet").schema
         return schema.names
 
+    def num_rows(self, name: str) -> int:
+        """Row count (parquet metadata only for datasets)."""
+        source = self._source(name)
+        if isinstance(source, pa.Table):
+            return source.num_rows
+        return pads.dataset(source, format="parquet").count_rows()
+
     def read(self, name: str, columns: list[str] | None = None, filter=None) -> pa.Table:
         """The whole table (only ``columns``; ``filter`` a pyarrow.compute expression)."""
         source = self._source(name)

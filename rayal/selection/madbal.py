@@ -27,14 +27,17 @@ resolved at annotation time from the pixel score map of the frame.
 
 Scale (all streamed, never materialised): pass 0 samples embeddings (bottom-k of seeded
 uniform priorities, so the sample does not depend on batch boundaries) and fits k-means;
-pass 1 assigns selectable embedded regions to clusters (skipped when the sample already holds
-every embedding row) and accumulates per-(cluster, class) counts and score sums over the
-regions table; pass 2 keeps an exact bounded top-b_k per cluster. Memory:
-O(kmeans_sample x D + E x 12 bytes + K x C + B + one batch), E = selectable embedded regions
-(the unit key -> cluster map; about 3x that transiently while it is sorted).
+pass 1 assigns selectable embedded regions to clusters (no second read when the sample already
+holds every embedding row) and pass 2 reads the regions; both spill (unit key, ...) rows to
+disk partitioned by frame index (:class:`rayal.selection.spill.BucketSpill`), and the two
+sides are joined one bucket (~2M rows) at a time to accumulate per-(cluster, class) counts
+and score sums, then again to keep an exact bounded top-b_k per cluster. Memory:
+O(kmeans_sample x D + bucket + K x C + B + one batch) whatever the table size; disk:
+~30 bytes per region in a temporary directory.
 """
 from __future__ import annotations
 
+import tempfile
 import warnings
 
 import numpy as np
@@ -42,12 +45,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rayal.selection.base import (Budget, FrameLookup, PoolView, Query, ScoreTables, Strategy,
-                                  unit_keys)
+                                  split_keys, unit_keys)
 from rayal.selection.oreal import (TopK, check_common, fixed_list_rows,
                                    selectable_rows, units_budget)
 from rayal.selection.registry import register_strategy
+from rayal.selection.spill import BucketSpill
 
 DEFAULT_SCORE, FALLBACK_SCORE = "maturity_score", "entropy_mean"
+ROWS_PER_BUCKET = 2_000_000  # rows joined in memory at a time
 
 
 def cluster_budgets(u: np.ndarray, available: np.ndarray, budget: int) -> np.ndarray:
@@ -159,14 +164,16 @@ class MADBAL(Strategy):
         X = emb[order].astype(np.float32) if emb is not None else np.zeros((0, 0), np.float32)
         return X, fid[order], rid[order].astype(np.int64), seen <= S
 
-    def _clusters(self, tables: ScoreTables, pool: PoolView, lookup: FrameLookup, seed: int):
-        """-> (keys (E,) sorted unique int64 unit keys, labels (E,) int32, K clusters)."""
+    def _clusters(self, tables: ScoreTables, pool: PoolView, lookup: FrameLookup, seed: int,
+                  spill: BucketSpill) -> int:
+        """Fit k-means on the sample and spill (unit key, cluster) of every selectable embedded
+        region into ``spill``. -> K, the effective number of clusters."""
         from sklearn.cluster import KMeans
         from sklearn.exceptions import ConvergenceWarning
 
         X, fid, rid, complete = self._sample(tables, seed)
         if len(X) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int32), 0
+            return 0
         K = min(self.num_clusters, len(X))
         with warnings.catch_warnings():  # duplicate points: fewer distinct points than K
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -175,27 +182,23 @@ class MADBAL(Strategy):
             fi = lookup.index(pa.array(fid, pa.string()))
             ok = fi >= 0
             ok[ok] = pool.selectable(fi[ok], rid[ok])
-            keys, labels = unit_keys(fi[ok], rid[ok]), model.labels_[ok].astype(np.int32)
-        else:
-            key_parts, label_parts = [], []
-            for batch in self._embeddings(tables, ["frame_id", "region_id", "embedding"]):
-                fi, region_id, ok = selectable_rows(pool, lookup, batch)
-                col = batch.column("embedding")
-                if col.null_count:
-                    ok &= col.is_valid().to_numpy(zero_copy_only=False)
-                if ok.any():
-                    X = fixed_list_rows(col, ok).astype(np.float32)
-                    key_parts.append(unit_keys(fi[ok], region_id[ok]))
-                    label_parts.append(model.predict(X).astype(np.int32))
-            keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.int64)
-            labels = np.concatenate(label_parts) if label_parts else np.zeros(0, np.int32)
-        keys, first = np.unique(keys, return_index=True)
-        return keys, labels[first], K
+            spill.append(fi[ok] % spill.num_buckets, key=unit_keys(fi[ok], rid[ok]),
+                         label=model.labels_[ok])
+            return K
+        for batch in self._embeddings(tables, ["frame_id", "region_id", "embedding"]):
+            fi, region_id, ok = selectable_rows(pool, lookup, batch)
+            col = batch.column("embedding")
+            if col.null_count:
+                ok &= col.is_valid().to_numpy(zero_copy_only=False)
+            if ok.any():
+                X = fixed_list_rows(col, ok).astype(np.float32)
+                spill.append(fi[ok] % spill.num_buckets, key=unit_keys(fi[ok], region_id[ok]),
+                             label=model.predict(X))
+        return K
 
-    def _rows(self, tables: ScoreTables, pool: PoolView, lookup: FrameLookup, score: str,
-              keys: np.ndarray, labels: np.ndarray, missing: list[int]):
-        """Stream selectable, embedded regions -> (cluster, frame_index, region_id, u, class + 1)
-        per batch; ``missing[0]`` counts selectable regions that have no embedding."""
+    def _spill_regions(self, tables: ScoreTables, pool: PoolView, lookup: FrameLookup, score: str,
+                       spill: BucketSpill) -> None:
+        """Spill (unit key, u, dominant class + 1) of every selectable region into ``spill``."""
         columns = ["frame_id", "region_id", score, "dominant_pred"]
         for batch in tables.iter_batches("regions", columns=columns,
                                          filter=pc.field("unit") == self.unit,
@@ -203,17 +206,30 @@ class MADBAL(Strategy):
             fi, rid, ok = selectable_rows(pool, lookup, batch)
             if not ok.any():
                 continue
-            k = unit_keys(fi[ok], rid[ok])
-            pos = np.minimum(np.searchsorted(keys, k), max(len(keys) - 1, 0))
-            found = keys[pos] == k if len(keys) else np.zeros(len(k), bool)
-            missing[0] += int((~found).sum())
-            sel = np.flatnonzero(ok)[found]
             u = pc.fill_null(batch.column(score), np.nan).to_numpy(zero_copy_only=False)
-            u = np.asarray(u, np.float64)[sel]
             dom = pc.fill_null(batch.column("dominant_pred"), -1).to_numpy(zero_copy_only=False)
-            dom = np.maximum(np.asarray(dom, np.int64)[sel], -1) + 1  # 0 = unknown class
-            real = ~np.isnan(u)  # a region without a score is skipped
-            yield labels[pos[found]][real], fi[sel][real], rid[sel][real], u[real], dom[real]
+            dom = np.maximum(np.asarray(dom, np.int64), -1) + 1  # 0 = unknown class
+            spill.append(fi[ok] % spill.num_buckets, key=unit_keys(fi[ok], rid[ok]),
+                         u=np.asarray(u, np.float64)[ok], dom=dom[ok])
+
+    @staticmethod
+    def _joined(clusters: BucketSpill, regions: BucketSpill, missing: list[int]):
+        """Join the two spills bucket by bucket -> (cluster, frame_index, region_id, u, class + 1)
+        for embedded regions with a score; ``missing[0]`` counts regions without an embedding."""
+        for b in range(clusters.num_buckets):
+            emb, reg = clusters.read(b), regions.read(b)
+            keys, first = np.unique(emb["key"], return_index=True)  # a unit embedded twice: once
+            labels = emb["label"][first]
+            pos = np.minimum(np.searchsorted(keys, reg["key"]), max(len(keys) - 1, 0))
+            found = keys[pos] == reg["key"] if len(keys) else np.zeros(len(reg["key"]), bool)
+            missing[0] += int((~found).sum())
+            real = found & ~np.isnan(reg["u"])  # a region without a score is skipped
+            fi, rid = split_keys(reg["key"][real])
+            yield labels[pos[real]], fi, rid, reg["u"][real], reg["dom"][real]
+
+    def _num_buckets(self, tables: ScoreTables) -> int:
+        rows = tables.num_rows("regions")
+        return max(1, -(-rows // ROWS_PER_BUCKET))
 
     def select(self, tables: ScoreTables, pool: PoolView, budget: Budget, seed: int) -> Query:
         """Same inputs and seed -> same query. extras: score_column, no_embedding,
@@ -230,35 +246,44 @@ class MADBAL(Strategy):
             return q
         seed = int(seed) % (1 << 32)
         lookup = pool.lookup
-        keys, labels, K = self._clusters(tables, pool, lookup, seed)
-        missing = [0]
-        counts = np.zeros((K, 1), np.int64)  # (K, C + 1): regions per (cluster, class + 1)
-        sums = np.zeros((K, 1), np.float64)  # (K, C + 1): sum of u per (cluster, class + 1)
-        for cl, _, _, u, dom in self._rows(tables, pool, lookup, score, keys, labels, missing):
-            width = max(counts.shape[1], int(dom.max(initial=0)) + 1)
-            if width > counts.shape[1]:
-                pad = ((0, 0), (0, width - counts.shape[1]))
-                counts, sums = np.pad(counts, pad), np.pad(sums, pad)
-            flat = cl.astype(np.int64) * width + dom
-            counts += np.bincount(flat, minlength=K * width).reshape(K, width)
-            sums += np.bincount(flat, weights=u, minlength=K * width).reshape(K, width)
-        available = counts.sum(axis=1)
-        share = counts / np.maximum(available, 1)[:, None]  # P_k(c)
-        weight = np.exp(-share)  # s = u * exp(-P_k(dominant_pred))
-        u_k = (sums * weight).sum(axis=1)
-        if self.cluster_uncertainty == "mean":
-            u_k = u_k / np.maximum(available, 1)
-        b = cluster_budgets(u_k, available, B)
-        extras.update(no_embedding=missing[0], num_clusters=K, cluster_uncertainty=u_k.tolist(),
-                      cluster_budgets=b.tolist())
-        tops = [TopK(b_k, lookup.rank) for b_k in b]
-        if b.sum() > 0:
-            for cl, fi, rid, u, dom in self._rows(tables, pool, lookup, score, keys, labels, [0]):
-                s = u * weight[cl, dom]
-                for k in np.flatnonzero(b):
-                    m = cl == k
-                    if m.any():
-                        tops[k].push(s[m], fi[m], rid[m])
+        with tempfile.TemporaryDirectory(prefix="rayal-madbal-") as tmp:
+            P = self._num_buckets(tables)
+            clusters = BucketSpill(tmp, "clusters", P, {"key": np.int64, "label": np.int32})
+            regions = BucketSpill(tmp, "regions", P, {"key": np.int64, "u": np.float64,
+                                                      "dom": np.int64})
+            K = self._clusters(tables, pool, lookup, seed, clusters)
+            self._spill_regions(tables, pool, lookup, score, regions)
+            clusters.close()
+            regions.close()
+            missing = [0]
+            counts = np.zeros((K, 1), np.int64)  # (K, C + 1): regions per (cluster, class + 1)
+            sums = np.zeros((K, 1), np.float64)  # (K, C + 1): sum of u per (cluster, class + 1)
+            for cl, _, _, u, dom in self._joined(clusters, regions, missing):
+                width = max(counts.shape[1], int(dom.max(initial=0)) + 1)
+                if width > counts.shape[1]:
+                    pad = ((0, 0), (0, width - counts.shape[1]))
+                    counts, sums = np.pad(counts, pad), np.pad(sums, pad)
+                flat = cl.astype(np.int64) * width + dom
+                counts += np.bincount(flat, minlength=K * width).reshape(K, width)
+                sums += np.bincount(flat, weights=u, minlength=K * width).reshape(K, width)
+            available = counts.sum(axis=1)
+            share = counts / np.maximum(available, 1)[:, None]  # P_k(c)
+            weight = np.exp(-share)  # s = u * exp(-P_k(dominant_pred))
+            u_k = (sums * weight).sum(axis=1)
+            if self.cluster_uncertainty == "mean":
+                u_k = u_k / np.maximum(available, 1)
+            b = cluster_budgets(u_k, available, B)
+            extras.update(no_embedding=missing[0], num_clusters=K,
+                          cluster_uncertainty=u_k.tolist(), cluster_budgets=b.tolist(),
+                          spill_buckets=P)
+            tops = [TopK(b_k, lookup.rank) for b_k in b]
+            if b.sum() > 0:
+                for cl, fi, rid, u, dom in self._joined(clusters, regions, [0]):
+                    s = u * weight[cl, dom]
+                    for k in np.flatnonzero(b):
+                        m = cl == k
+                        if m.any():
+                            tops[k].push(s[m], fi[m], rid[m])
         return self._query(pool, lookup, tops, extras)
 
     def _query(self, pool: PoolView, lookup: FrameLookup, tops: list[TopK], extras: dict) -> Query:
