@@ -43,8 +43,9 @@ class ScoreSummary:
                 ("frames quarantined", f"{self.frames_quarantined}"),
                 ("wall time", f"{self.seconds:.1f} s"),
                 ("throughput", f"{self.frames_per_second:.2f} frames/s"),
-                ("after start-up", f"{self.steady_frames_per_second:.2f} frames/s "
-                                   f"(start-up {self.startup_seconds:.1f} s)"),
+                ("after start-up", (f"{self.steady_frames_per_second:.2f} frames/s"
+                                    if self.steady_frames_per_second else "n/a (one batch)")
+                 + f" (start-up {self.startup_seconds:.1f} s)"),
                 ("frames table", f"{self.frame_bytes_per_frame:.0f} B/frame"),
                 ("regions table", f"{self.region_bytes_per_frame:.0f} B/frame")]
         rows += [(f"{name}/", f"{info['rows']} rows -> {info['path']}")
