@@ -192,6 +192,15 @@ def load_units(tables: ScoreTables, unit: str, pool: PoolView, columns: Sequence
     return UnitRows(unit, table, table.column("frame_id"), region_id, pool)
 
 
+def scored_rows(tables: ScoreTables, unit: str, pool: PoolView,
+                score: str) -> tuple[UnitRows, np.ndarray, np.ndarray]:
+    """Rows of ``unit`` with their ``score`` column: (rows, phi (N,) float, usable (N,) bool =
+    selectable with a non-NaN score)."""
+    rows = load_units(tables, unit, pool, [score])
+    phi = rows.column(score)
+    return rows, phi, rows.selectable & ~np.isnan(phi)
+
+
 # ---------------------------------------------------------------- ranking
 
 def _sorted_by_score(rows: UnitRows, idx: np.ndarray, score: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy, split_keys
 from rayal.selection.common import (UNITS, check_choice, check_column, check_range, embedding_keys, iter_embeddings,
-                                    level_of, load_units, query_from_rows, rank_top, read_embeddings,
+                                    level_of, scored_rows, query_from_rows, rank_top, read_embeddings,
                                     sample_keys, unit_budget)
 from rayal.selection.registry import register_strategy
 
@@ -79,11 +79,9 @@ class DensityWeighted(Strategy):
 
     def select(self, tables: ScoreTables, pool: PoolView, budget: Budget, seed: int) -> Query:
         n = unit_budget(budget, self)
-        rows = load_units(tables, self.unit, pool, [self.score])
         if n == 0:
             return Query.empty()
-        phi = rows.column(self.score)
-        usable = rows.selectable & ~np.isnan(phi)
+        rows, phi, usable = scored_rows(tables, self.unit, pool, self.score)
         sample = pool_sample_embeddings(tables, self.unit, pool, self.sample_size, seed)
         density = np.full(len(rows), np.nan)
         if len(sample):

@@ -20,7 +20,7 @@ import numpy as np
 
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy
 from rayal.selection.common import (UNITS, check_choice, check_column, check_range, embedding_keys, level_of,
-                                    load_units, query_from_rows, rank_top, read_embeddings, unit_budget)
+                                    scored_rows, query_from_rows, rank_top, read_embeddings, unit_budget)
 from rayal.selection.density import pool_sample_embeddings
 from rayal.selection.registry import register_strategy
 
@@ -66,11 +66,9 @@ class SuggestiveAnnotation(Strategy):
 
     def select(self, tables: ScoreTables, pool: PoolView, budget: Budget, seed: int) -> Query:
         n = unit_budget(budget, self)
-        rows = load_units(tables, self.unit, pool, [self.score])
         if n == 0:
             return Query.empty()
-        phi = rows.column(self.score)
-        usable = rows.selectable & ~np.isnan(phi)
+        rows, phi, usable = scored_rows(tables, self.unit, pool, self.score)
         with_embedding = np.isin(rows.keys, embedding_keys(tables, self.unit, pool))
         candidates = rank_top(rows, phi, math.ceil(self.k_factor * n), usable & with_embedding)
         extras = {"nan_skipped": int(np.count_nonzero(rows.selectable & np.isnan(phi))),
