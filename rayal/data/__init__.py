@@ -20,8 +20,10 @@ from rayal.data.io import (
 from rayal.data.manifest import (
     MANIFEST_SCHEMA,
     iter_manifest,
+    manifest_base_dir,
     manifest_num_rows,
     read_manifest,
+    resolve_relative_uris,
     validate_manifest_schema,
     write_manifest,
 )
@@ -64,7 +66,9 @@ __all__ = [
     "write_manifest",
     "manifest_num_rows",
     "iter_manifest",
+    "manifest_base_dir",
     "read_manifest",
+    "resolve_relative_uris",
     "validate_manifest_schema",
     "SYNTHETIC_CLASSES",
     "SyntheticScenes",

@@ -37,6 +37,7 @@ __all__ = [
     "read_manifest",
     "validate_manifest_schema",
     "manifest_base_dir",
+    "resolve_relative_uris",
 ]
 
 MANIFEST_SCHEMA = pa.schema(
@@ -173,8 +174,9 @@ def manifest_num_rows(uri: str) -> int:
         return int(pq.ParquetFile(f).metadata.num_rows)
 
 
-def _resolve_relative(batch: pa.RecordBatch, base: str) -> pa.RecordBatch:
-    """Join relative values of the URI columns onto ``base`` (nulls stay null)."""
+def resolve_relative_uris(batch: pa.RecordBatch | pa.Table, base: str) -> pa.RecordBatch | pa.Table:
+    """Join relative values of the URI columns onto ``base`` (nulls stay null).
+    Works on a RecordBatch or a Table and returns the same kind."""
     sep = "/" if has_scheme(base) else os.sep
     prefix = base.rstrip(sep) + sep
     arrays = list(batch.columns)
@@ -187,7 +189,7 @@ def _resolve_relative(batch: pa.RecordBatch, base: str) -> pa.RecordBatch:
         if pc.all(pc.fill_null(is_abs, True)).as_py():
             continue
         arrays[i] = pc.if_else(is_abs, col, pc.binary_join_element_wise(prefix, col, ""))
-    return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+    return type(batch).from_arrays(arrays, schema=batch.schema)
 
 
 def iter_manifest(uri: str, batch_size: int = 65536, columns=None) -> Iterator[pa.RecordBatch]:
@@ -211,11 +213,11 @@ def iter_manifest(uri: str, batch_size: int = 65536, columns=None) -> Iterator[p
     if is_dir:
         for batch in _dataset(fs, path).to_batches(columns=columns, batch_size=batch_size):
             if batch.num_rows:
-                yield _resolve_relative(batch, base)
+                yield resolve_relative_uris(batch, base)
         return
     with fs.open_input_file(path) as f:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns):
-            yield _resolve_relative(batch, base)
+            yield resolve_relative_uris(batch, base)
 
 
 def read_manifest(uri: str, columns=None) -> pa.Table:

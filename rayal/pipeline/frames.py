@@ -6,14 +6,13 @@ built-in synthetic scenes (``synthetic://SEED/INDEX``, rendered on the fly).
 """
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from rayal.config.sections import DataConfig, ScoringConfig
-from rayal.data import (FolderDataset, FrameError, compute_regions, has_scheme, load_image,
+from rayal.data import (FolderDataset, FrameError, compute_regions, load_image,
                         manifest_num_rows, render_scene, validate_manifest_schema)
 
 SYNTHETIC_SCHEME = "synthetic://"
@@ -26,7 +25,6 @@ class FrameSource:
     table: pa.Table | None
     manifest_uri: str | None
     num_frames: int
-    base_dir: str | None = None  # relative manifest URIs are resolved against it
 
 
 def folder_dataset(data: DataConfig, split: str) -> FolderDataset:
@@ -52,14 +50,7 @@ def frame_source(data: DataConfig) -> FrameSource:
         return FrameSource(table, None, table.num_rows)
     validate_manifest_schema(data.manifest)
     n = manifest_num_rows(data.manifest)
-    base = posixpath.dirname(data.manifest.rstrip("/")) if not data.manifest.endswith("/") else data.manifest
-    return FrameSource(None, data.manifest, min(n, limit or n), base_dir=base)
-
-
-def _resolve(uri: str, base_dir: str | None) -> str:
-    if base_dir is None or has_scheme(uri) or uri.startswith("/"):
-        return uri
-    return posixpath.join(base_dir, uri)
+    return FrameSource(None, data.manifest, min(n, limit or n))
 
 
 class DecodeFrames:
@@ -70,10 +61,9 @@ class DecodeFrames:
     1x1 placeholder image; the scoring stage passes it to the quarantine table.
     """
 
-    def __init__(self, data: DataConfig, scoring: ScoringConfig, base_dir: str | None = None):
+    def __init__(self, data: DataConfig, scoring: ScoringConfig):
         self.data = data
         self.scoring = scoring
-        self.base_dir = base_dir
 
     def load(self, frame_id: str, uri: str) -> np.ndarray:
         if uri.startswith(SYNTHETIC_SCHEME):
@@ -81,7 +71,7 @@ class DecodeFrames:
             syn = self.data.synthetic
             image, _ = render_scene(int(index), height=syn.height, width=syn.width, seed=int(seed))
             return image
-        return load_image(_resolve(uri, self.base_dir), frame_id=frame_id, size=self.data.image_size)
+        return load_image(uri, frame_id=frame_id, size=self.data.image_size)
 
     def regions(self, image: np.ndarray) -> dict[str, np.ndarray]:
         out = {}
@@ -128,7 +118,7 @@ def _as_column(arrays: list[np.ndarray]) -> np.ndarray:
     return column
 
 
-def decode_frames(batch: dict[str, np.ndarray], data: DataConfig, scoring: ScoringConfig,
-                  base_dir: str | None = None) -> dict[str, np.ndarray]:
+def decode_frames(batch: dict[str, np.ndarray], data: DataConfig,
+                  scoring: ScoringConfig) -> dict[str, np.ndarray]:
     """Function form of :class:`DecodeFrames` for Ray Data task pools."""
-    return DecodeFrames(data, scoring, base_dir)(batch)
+    return DecodeFrames(data, scoring)(batch)

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from rayal.data import resolve_filesystem
+from rayal.data import manifest_base_dir, resolve_filesystem, resolve_relative_uris
 
 COLUMNS = ["frame_id", "uri"]
 
@@ -40,7 +40,8 @@ def _manifest_files(uri: str) -> tuple[pa.fs.FileSystem, list[str]]:
 
 
 class ManifestDatasource(Datasource):
-    """Manifest rows ``[0, limit)`` as ``batch_size``-row blocks of ``frame_id, uri``."""
+    """Manifest rows ``[0, limit)`` as ``batch_size``-row blocks of ``frame_id, uri``
+    (relative URIs resolved against the manifest's directory, as :func:`rayal.data.iter_manifest` does)."""
 
     def __init__(self, uri: str, batch_size: int, rows_per_task: int | None = None,
                  limit: int | None = None):
@@ -48,6 +49,7 @@ class ManifestDatasource(Datasource):
         self.batch_size = batch_size
         self.rows_per_task = rows_per_task or batch_size * 32
         self.fs, files = _manifest_files(uri)
+        self.base_dir = manifest_base_dir(uri)  # relative frame URIs are resolved against it
         self.groups: list[tuple[str, int, int]] = []  # (path, row group, rows)
         total = 0
         for path in files:
@@ -83,7 +85,7 @@ class ManifestDatasource(Datasource):
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context=None) -> list[ReadTask]:
-        fs, batch_size = self.fs, self.batch_size
+        fs, batch_size, base_dir = self.fs, self.batch_size, self.base_dir
 
         def make_reader(slices: list[RowGroupSlice]):
             def read():
@@ -92,7 +94,7 @@ class ManifestDatasource(Datasource):
                 for s in slices:
                     parquet = pq.ParquetFile(fs.open_input_file(s.path))
                     table = parquet.read_row_group(s.row_group, columns=COLUMNS)
-                    pending.append(table.slice(s.offset, s.length))
+                    pending.append(resolve_relative_uris(table.slice(s.offset, s.length), base_dir))
                     buffered += s.length
                     while buffered >= batch_size:
                         merged = pa.concat_tables(pending).combine_chunks()

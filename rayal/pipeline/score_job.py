@@ -74,7 +74,7 @@ def build_dataset(config: RayalConfig, source: FrameSource):
         ds = ray.data.read_datasource(ManifestDatasource(
             source.manifest_uri, batch_size=batch, limit=source.num_frames))
     ds = ds.map_batches(decode_frames, fn_kwargs=dict(
-        data=config.data, scoring=config.scoring, base_dir=source.base_dir),
+        data=config.data, scoring=config.scoring),
         batch_size=batch, batch_format="numpy", num_cpus=config.ray.decode_cpus)
     gpus = _gpus_per_actor(config)
     return ds.map_batches(

@@ -39,3 +39,14 @@ def test_limit_and_directory_manifest(tmp_path):
     assert source.num_rows == 11
     ids = pa.concat_tables(_read_all(source)).column("frame_id").to_pylist()
     assert ids == [f"f{i:03d}" for i in range(11)]
+
+
+def test_relative_uris_resolve_against_the_manifest_directory(tmp_path):
+    """A directory manifest resolves against the directory itself, a file against its folder."""
+    (tmp_path / "pool").mkdir()
+    table = pa.table({"frame_id": ["a", "b"], "uri": ["img/a.png", "/abs/b.png"]})
+    pq.write_table(table, tmp_path / "pool" / "part-0.parquet")
+    for uri, base in ((tmp_path / "pool", tmp_path / "pool"),
+                      (tmp_path / "pool" / "part-0.parquet", tmp_path / "pool")):
+        uris = pa.concat_tables(_read_all(ManifestDatasource(str(uri), batch_size=8))).column("uri")
+        assert uris.to_pylist() == [str(base / "img" / "a.png"), "/abs/b.png"]
