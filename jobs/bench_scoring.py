@@ -24,7 +24,7 @@ import psutil
 import torch
 
 from rayal.config import ModelConfig, config_from_dict
-from rayal.data import SyntheticScenes, write_manifest
+from rayal.data import SyntheticScenes, synthetic_uri, write_manifest
 from rayal.models import build_model
 from rayal.pipeline.batch import FrameBatchScorer
 from rayal.pipeline.frames import decode_frames, frame_source
@@ -169,7 +169,7 @@ def bench_scaling(sizes: list[int], workdir: Path) -> list[dict]:
     for n in sizes:
         manifest = workdir / f"manifest_{n}.parquet"
         write_manifest({"frame_id": [f"syn_{i:07d}" for i in range(n)],
-                        "uri": [f"synthetic://3/{i}" for i in range(n)]}, str(manifest))
+                        "uri": [synthetic_uri(3, i) for i in range(n)]}, str(manifest))
         cfg = _score_config("", str(workdir / f"scale_{n}"), n, 32, 32, 64, extra={
             "data": {"source": "manifest", "manifest": str(manifest), "root": None, "limit": None,
                      "synthetic": {"height": 32, "width": 32}},

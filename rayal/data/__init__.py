@@ -38,8 +38,10 @@ from rayal.data.regions import (
     relabel_consecutive,
     seeds_regions,
     slic_regions,
+    unit_region_map,
 )
-from rayal.data.synthetic import SYNTHETIC_CLASSES, SyntheticScenes, render_scene
+from rayal.data.synthetic import (SYNTHETIC_CLASSES, SYNTHETIC_SCHEME, SyntheticScenes,
+                                  is_synthetic_uri, load_synthetic, render_scene, synthetic_uri)
 
 __all__ = [
     "FrameError",
@@ -73,6 +75,11 @@ __all__ = [
     "SYNTHETIC_CLASSES",
     "SyntheticScenes",
     "render_scene",
+    "SYNTHETIC_SCHEME",
+    "synthetic_uri",
+    "is_synthetic_uri",
+    "load_synthetic",
+    "unit_region_map",
     "grid_regions",
     "slic_regions",
     "seeds_regions",

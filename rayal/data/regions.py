@@ -148,6 +148,23 @@ def compute_regions(image: np.ndarray, unit: str, **params) -> np.ndarray:
     raise ValueError(f"unknown annotation unit {unit!r} (expected 'image', 'patch', 'grid' or 'superpixel')")
 
 
+def unit_region_map(image: np.ndarray, unit: str, scoring) -> np.ndarray:
+    """The int32 (H, W) region map of an annotation unit exactly as the score job computes it.
+
+    ``scoring`` is a :class:`rayal.config.ScoringConfig`: ``image`` is one region,
+    ``patch`` the ``scoring.grid``, ``superpixel`` SLIC/SEEDS with ``scoring.superpixel``.
+    Export and label ingest recompute maps with this same function.
+    """
+    if unit == "image":
+        return np.zeros(image.shape[:2], np.int32)
+    if unit == "patch":
+        rows, cols = scoring.grid
+        return compute_regions(image, "patch", rows=rows, cols=cols)
+    sp = scoring.superpixel
+    return compute_regions(image, "superpixel", method=sp.method, n_segments=sp.n_segments,
+                           compactness=sp.compactness)
+
+
 def num_regions(region_map: np.ndarray) -> int:
     """Number of regions R of a consecutive region map (``max + 1``; 0 if empty)."""
     region_map = np.asarray(region_map)

@@ -297,3 +297,22 @@ class SyntheticScenes:
                 Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
                 write_bytes(join_uri(out_dir, folder, name), buf.getvalue())
         return out_dir
+
+
+SYNTHETIC_SCHEME = "synthetic://"
+
+
+def synthetic_uri(seed: int, index: int) -> str:
+    """URI of a built-in scene: ``synthetic://SEED/INDEX`` (rendered on demand, never stored)."""
+    return f"{SYNTHETIC_SCHEME}{seed}/{index}"
+
+
+def is_synthetic_uri(uri: str) -> bool:
+    return uri.startswith(SYNTHETIC_SCHEME)
+
+
+def load_synthetic(uri: str, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Render the scene a ``synthetic://SEED/INDEX`` URI names: (image (H, W, 3), mask (H, W))."""
+    seed, index = uri[len(SYNTHETIC_SCHEME):].split("/")
+    return render_scene(int(index), height=height, width=width, seed=int(seed))
+

@@ -12,10 +12,9 @@ import numpy as np
 import pyarrow as pa
 
 from rayal.config.sections import DataConfig, ScoringConfig
-from rayal.data import (FolderDataset, FrameError, compute_regions, load_image,
-                        manifest_num_rows, render_scene, validate_manifest_schema)
-
-SYNTHETIC_SCHEME = "synthetic://"
+from rayal.data import (FolderDataset, FrameError, is_synthetic_uri, load_image, load_synthetic,
+                        manifest_num_rows, synthetic_uri, unit_region_map,
+                        validate_manifest_schema)
 
 
 @dataclass
@@ -41,7 +40,7 @@ def frame_source(data: DataConfig) -> FrameSource:
     if data.source == "synthetic":
         n = min(data.synthetic.num_frames, limit or data.synthetic.num_frames)
         ids = [f"syn_{i:07d}" for i in range(n)]
-        uris = [f"{SYNTHETIC_SCHEME}{data.synthetic.seed}/{i}" for i in range(n)]
+        uris = [synthetic_uri(data.synthetic.seed, i) for i in range(n)]
         return FrameSource(pa.table({"frame_id": ids, "uri": uris}), None, n)
     if data.source == "folder":
         table = folder_dataset(data, data.pool_split).to_manifest().select(["frame_id", "uri"])
@@ -66,24 +65,13 @@ class DecodeFrames:
         self.scoring = scoring
 
     def load(self, frame_id: str, uri: str) -> np.ndarray:
-        if uri.startswith(SYNTHETIC_SCHEME):
-            seed, index = uri[len(SYNTHETIC_SCHEME):].split("/")
+        if is_synthetic_uri(uri):
             syn = self.data.synthetic
-            image, _ = render_scene(int(index), height=syn.height, width=syn.width, seed=int(seed))
-            return image
+            return load_synthetic(uri, syn.height, syn.width)[0]
         return load_image(uri, frame_id=frame_id, size=self.data.image_size)
 
     def regions(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        out = {}
-        for unit in self.scoring.units:
-            if unit == "patch":
-                rows, cols = self.scoring.grid
-                out[unit] = compute_regions(image, "patch", rows=rows, cols=cols)
-            else:
-                sp = self.scoring.superpixel
-                out[unit] = compute_regions(image, "superpixel", method=sp.method,
-                                            n_segments=sp.n_segments, compactness=sp.compactness)
-        return out
+        return {unit: unit_region_map(image, unit, self.scoring) for unit in self.scoring.units}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         images, errors = [], []

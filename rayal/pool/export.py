@@ -21,22 +21,19 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from rayal.config.sections import DataConfig, ScoringConfig
-from rayal.data import (FrameError, compute_regions, decode_image, join_uri, makedirs, read_bytes,
-                        render_scene, resize_mask, resolve_filesystem)
+from rayal.data import (FrameError, decode_image, is_synthetic_uri, join_uri, load_synthetic,
+                        makedirs, read_bytes, resize_mask, resolve_filesystem, unit_region_map)
 
-SYNTHETIC_SCHEME = "synthetic://"
 MASK_FORMATS = ("rle", "polygon", "both")
 
 
 def _synthetic(uri: str, data: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    seed, index = uri[len(SYNTHETIC_SCHEME):].split("/")
-    syn = data.synthetic
-    return render_scene(int(index), height=syn.height, width=syn.width, seed=int(seed))
+    return load_synthetic(uri, data.synthetic.height, data.synthetic.width)
 
 
 def load_frame(frame_id: str, uri: str, data: DataConfig) -> tuple[np.ndarray, tuple[int, int]]:
     """(image as the scoring job saw it, original (H, W)); FrameError names a bad frame."""
-    if uri.startswith(SYNTHETIC_SCHEME):
+    if is_synthetic_uri(uri):
         image = _synthetic(uri, data)[0]
         return image, image.shape[:2]
     raw = read_bytes(uri, frame_id=frame_id)
@@ -50,7 +47,7 @@ def load_frame(frame_id: str, uri: str, data: DataConfig) -> tuple[np.ndarray, t
 
 def frame_size(frame_id: str, uri: str, data: DataConfig) -> tuple[int, int]:
     """Original (H, W) of a frame from its header only (no pixel decode)."""
-    if uri.startswith(SYNTHETIC_SCHEME):
+    if is_synthetic_uri(uri):
         return data.synthetic.height, data.synthetic.width
     try:
         width, height = Image.open(io.BytesIO(read_bytes(uri, frame_id=frame_id))).size
@@ -62,25 +59,13 @@ def frame_size(frame_id: str, uri: str, data: DataConfig) -> tuple[int, int]:
     return height, width
 
 
-def region_map(image: np.ndarray, unit: str, scoring: ScoringConfig) -> np.ndarray:
-    """The unit's int32 (H, W) region map of an image at scoring resolution (as the score job)."""
-    if unit == "image":
-        return np.zeros(image.shape[:2], np.int32)
-    if unit == "patch":
-        rows, cols = scoring.grid
-        return compute_regions(image, "patch", rows=rows, cols=cols)
-    sp = scoring.superpixel
-    return compute_regions(image, "superpixel", method=sp.method, n_segments=sp.n_segments,
-                           compactness=sp.compactness)
-
-
 def frame_region_map(frame_id: str, uri: str, unit: str, scoring: ScoringConfig,
                      data: DataConfig) -> np.ndarray:
     """Region map of a frame at its original size (int32 (H, W))."""
     if unit == "image":
         return np.zeros(frame_size(frame_id, uri, data), np.int32)
     image, size = load_frame(frame_id, uri, data)
-    return resize_mask(region_map(image, unit, scoring), size)
+    return resize_mask(unit_region_map(image, unit, scoring), size)
 
 
 def rle_encode(mask: np.ndarray) -> list[int]:

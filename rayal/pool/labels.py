@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rayal.config.sections import DataConfig, ScoringConfig
-from rayal.data import FrameError, LabelError, list_files, load_mask, region_class_counts
+from rayal.data import (FrameError, LabelError, is_synthetic_uri, list_files, load_mask,
+                        region_class_counts)
 
 FRAME_SCHEMA = pa.schema([pa.field("frame_id", pa.string(), nullable=False),
                           pa.field("uri", pa.string(), nullable=False),
@@ -155,7 +156,7 @@ def _region_file_mask(uri: str, frame_id: str, region: int, regions: np.ndarray,
 def _frame_summaries(frame_id, uri, frame_mask, region_files, region_ids, *, unit, data, scoring,
                      num_classes) -> tuple[list, list]:
     """One frame's summaries -> ([(region_id, dominant, counts)], region ids that had a mask)."""
-    from rayal.pool.export import SYNTHETIC_SCHEME, _synthetic, frame_region_map, frame_size
+    from rayal.pool.export import _synthetic, frame_region_map, frame_size
 
     out = []   # (region_id, dominant, counts)
     todo = [r for r in region_ids if frame_mask is not None or r in region_files]
@@ -168,7 +169,7 @@ def _frame_summaries(frame_id, uri, frame_mask, region_files, region_ids, *, uni
         size = regions.shape
     whole = [r for r in todo if r not in region_files]
     if whole:
-        if uri.startswith(SYNTHETIC_SCHEME) and frame_mask == uri:   # simulated: render it
+        if is_synthetic_uri(uri) and frame_mask == uri:   # simulated: render it
             mask = _synthetic(uri, data)[1]
         else:
             mask = load_mask(frame_mask, num_classes=num_classes, ignore_index=data.ignore_index,
@@ -198,7 +199,6 @@ def label_summaries(units: pa.Table, frames: pa.Table, *, unit: str, data: DataC
         raise ValueError(f"on_error must be 'raise' or 'collect', got {on_error!r}")
     if data.num_classes is None:
         raise ValueError("data.num_classes is required to summarise labels")
-    from rayal.pool.export import SYNTHETIC_SCHEME
 
     frames = normalize_frames(frames)
     info = {f: (u, m) for f, u, m in zip(*(frames.column(n).to_pylist()
@@ -219,7 +219,7 @@ def label_summaries(units: pa.Table, frames: pa.Table, *, unit: str, data: DataC
                             if unit != "image" and f"{frame_id}__{r}.png" in files}
         else:
             frame_mask = mask_uri if mask_uri is not None else (
-                uri if uri.startswith(SYNTHETIC_SCHEME) else None)
+                uri if is_synthetic_uri(uri) else None)
             region_files = {}
         try:
             found, todo = _frame_summaries(frame_id, uri, frame_mask, region_files, region_ids,
