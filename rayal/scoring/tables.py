@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rayal.scoring.aggregate import (class_histogram, frame_reduce, region_classwise_max,
-                                     region_dominant_class, region_pixel_counts, region_reduce)
+from rayal.scoring.aggregate import RegionIndex, class_histogram, frame_reduce
 from rayal.scoring.embeddings import frame_embeddings, region_embeddings
 from rayal.scoring.engine import PixelScores
 
@@ -51,18 +50,18 @@ def region_columns(scores: PixelScores, region_map: torch.Tensor, unit: str,
                    top_k: int | None, want_embeddings: bool) -> dict[str, np.ndarray]:
     """Rows for the kept regions of one unit kind; ``frame_index`` says which batch frame."""
     num_regions = int(region_map.amax().item()) + 1
-    counts = region_pixel_counts(region_map, num_regions)
+    index = RegionIndex(region_map, num_regions)
+    counts = index.counts
     exists = counts > 0
     score_cols: dict[str, torch.Tensor] = {}
     for name in measures:
         if name in scores.maps:
             for how in aggregate:
-                score_cols[f"{name}_{how}"] = region_reduce(scores.maps[name], region_map,
-                                                            num_regions, how)
+                score_cols[f"{name}_{how}"] = index.reduce(scores.maps[name], how)
     keys = list(score_cols.values())
     ovr_max = None
     if scores.ovr is not None:
-        ovr_max = region_classwise_max(scores.ovr, region_map, num_regions)  # (B, R, C)
+        ovr_max = index.classwise_max(scores.ovr)  # (B, R, C)
         keys.extend(ovr_max.unbind(-1))
     stacked = torch.stack(keys, dim=-1) if keys else counts[..., None].float()
     keep = top_k_union(stacked, exists, top_k)
@@ -77,7 +76,7 @@ def region_columns(scores: PixelScores, region_map: torch.Tensor, unit: str,
         cols[name] = values[keep].cpu().numpy().astype(np.float32)
     if ovr_max is not None:
         cols["ovr_max"] = ovr_max[keep].cpu().numpy().astype(np.float32)  # (n, C)
-    dominant = region_dominant_class(scores.pred, region_map, num_regions, num_classes)
+    dominant = index.dominant_class(scores.pred, num_classes)
     cols["dominant_pred"] = dominant[keep].cpu().numpy().astype(np.int16)
     if want_embeddings and scores.features is not None:
         emb = region_embeddings(scores.features.float(), region_map, num_regions)
