@@ -96,10 +96,10 @@ class ScoreSink:
 
     def _write_regions(self, good: pa.Table) -> None:
         nested = good.column("regions").combine_chunks()
-        if len(pc.list_flatten(nested)) == 0:
+        flat = pc.list_flatten(nested)
+        if len(flat) == 0:
             return
         parents = pc.list_parent_indices(nested)
-        flat = pc.list_flatten(nested)
         columns = {"frame_id": pc.take(good.column("frame_id"), parents)}
         for i, field in enumerate(flat.type):
             if field.name != "embedding":
