@@ -70,7 +70,8 @@ def _get(ref):
 def _frame_batches(data, batch_rows: int = 1 << 20):
     """The pool split's frames (``frame_id, uri[, mask_uri]``) in batches."""
     from rayal.data import iter_manifest, validate_manifest_schema
-    from rayal.pipeline.frames import folder_dataset, frame_source
+    from rayal.data.splits import folder_dataset
+    from rayal.pipeline.frames import frame_source
 
     if data.source == "manifest":
         names = validate_manifest_schema(data.manifest).names

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 PIXEL_MEASURES = ("entropy", "margin", "least_confidence", "bald", "vote_entropy", "variance")
 MC_MEASURES = ("bald", "vote_entropy", "variance", "area_disagreement")
@@ -15,8 +15,8 @@ FRAME_MEASURES = PIXEL_MEASURES + ("area_disagreement",)
 ALL_MEASURES = FRAME_MEASURES + ("ovr_entropy",)
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from rayal.config.base import Section
+from rayal.config.training import MadbalConfig, TrainConfig, VaalConfig
 
 
 class SyntheticConfig(Section):
@@ -26,6 +26,7 @@ class SyntheticConfig(Section):
     height: int = Field(96, ge=16)
     width: int = Field(128, ge=16)
     seed: int = 0
+    eval_frames: int = Field(32, ge=1, description="frames of the eval split (rendered with seed + 1)")
 
 
 class DataConfig(Section):
@@ -119,6 +120,8 @@ class ScoringConfig(Section):
     embedding_dtype: Literal["float16", "float32"] = "float16"
     scale: float = Field(1.0, gt=0.0, le=4.0, description="input scale the scores are computed at")
     batch_size: int = Field(8, ge=1)
+    mode: Literal["mc_dropout", "multi_head"] = Field(
+        "mc_dropout", description="multi_head: the MADBAL model's maturity_score (needs madbal.enabled)")
 
     @field_validator("measures")
     @classmethod
@@ -199,3 +202,12 @@ class RayalConfig(Section):
     ray: RayConfig = Field(default_factory=RayConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    madbal: MadbalConfig = Field(default_factory=MadbalConfig)
+    vaal: VaalConfig = Field(default_factory=VaalConfig)
+
+    @model_validator(mode="after")
+    def _multi_head_needs_madbal(self) -> "RayalConfig":
+        if self.scoring.mode == "multi_head" and not self.madbal.enabled:
+            raise ValueError("scoring.mode 'multi_head' needs madbal.enabled: true")
+        return self

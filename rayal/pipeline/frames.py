@@ -12,7 +12,8 @@ import numpy as np
 import pyarrow as pa
 
 from rayal.config.sections import DataConfig, ScoringConfig
-from rayal.data import (FolderDataset, FrameError, is_synthetic_uri, load_image, load_synthetic,
+from rayal.data.splits import folder_dataset
+from rayal.data import (FrameError, is_synthetic_uri, load_image, load_synthetic,
                         manifest_num_rows, synthetic_uri, unit_region_map,
                         validate_manifest_schema)
 
@@ -24,14 +25,6 @@ class FrameSource:
     table: pa.Table | None
     manifest_uri: str | None
     num_frames: int
-
-
-def folder_dataset(data: DataConfig, split: str) -> FolderDataset:
-    return FolderDataset(
-        data.root, images=data.images, masks=data.masks, split=split,
-        split_file=data.split_files.get(split), num_classes=data.num_classes,
-        ignore_index=data.ignore_index, class_names=data.class_names,
-        image_size=data.image_size)
 
 
 def frame_source(data: DataConfig) -> FrameSource:
