@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rayal import __version__
 from rayal.cli.pool import add_pool_parser, cmd_pool
+from rayal.cli.train import add_train_parsers, cmd_evaluate, cmd_train
 from rayal.config import ConfigError, load_config
 
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model", help="ARCH[:ENCODER] for a fresh smp model, or a checkpoint path")
     score.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_pool_parser(sub)
+    add_train_parsers(sub, _add_config_args)
     return parser
 
 
@@ -48,7 +50,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"score": cmd_score, "pool": cmd_pool}
+COMMANDS = {"score": cmd_score, "pool": cmd_pool, "train": cmd_train, "evaluate": cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

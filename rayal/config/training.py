@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rayal.config.base import Section
 
@@ -42,6 +42,8 @@ class TrainConfig(Section):
     torch_threads: int | None = Field(None, ge=1)
     storage_path: str | None = Field(None, description="Ray Train storage; None: <output_dir>/train")
     pseudo_labels: bool = Field(True, description="use pseudo-labels when the strategy supplies them (CEAL)")
+    masks_dir: str | None = Field(
+        None, description="annotators' masks (<frame_id>.png) for labels: pool; None: the dataset's masks")
 
     @model_validator(mode="after")
     def _split_needs_list(self) -> "TrainConfig":
@@ -51,16 +53,41 @@ class TrainConfig(Section):
 
 
 class MadbalConfig(Section):
-    """MADBAL multi-head model: three maturity heads, weight block, loss prediction."""
+    """MADBAL multi-head model: three maturity heads, weight block, loss prediction.
+
+    Phase II (after phase I trained the segmentation model) trains only the extra modules
+    with SGD (momentum 0.9, learning rate decayed linearly to 0 over ``phase2_epochs``, the
+    paper's schedule) on ``L_II = l0 L_centre + l1 L_boundary + sum_k l_{k+1} L_seg^k``.
+    """
 
     enabled: bool = False
     stages: tuple[int, int, int] | None = Field(
-        None, description="encoder stage indices of the shallow/middle/deep heads; None: automatic")
+        None, description="encoder stage indices of the shallow/middle/deep heads (1 = first "
+        "stage after the input, increasing); None: the three stages before the deepest")
+    head_channels: int = Field(64, ge=4, description="channels of each head's adapted features")
     phase2_epochs: int = Field(5, ge=1)
-    phase2_lr: float = Field(1e-3, gt=0.0)
+    phase2_lr: float = Field(0.01, gt=0.0, description="initial SGD learning rate of phase II")
+    loss_weights: tuple[float, float, float, float, float] = Field(
+        (1.0, 1.0, 0.05, 0.1, 0.15), description="lambda_0..4 of Eq. 3: centre, boundary, "
+        "shallow / middle / deep head cross-entropy")
     edge_threshold: float = Field(0.1, gt=0.0, description="image-gradient magnitude (0..1) of a boundary")
-    loss_channel: Literal["boundary", "centre"] = Field(
-        "boundary", description="which loss-prediction channel scales the pixel score")
+    loss_channel: Literal["auto", "boundary", "centre"] = Field(
+        "auto", description="loss-prediction channel that scales the pixel score: auto (Eq. 4) "
+        "uses boundary on image edges and centre elsewhere")
+
+    @field_validator("stages")
+    @classmethod
+    def _increasing_stages(cls, value: tuple[int, int, int] | None):
+        if value is not None and not (1 <= value[0] < value[1] < value[2]):
+            raise ValueError(f"madbal.stages must be increasing stage indices >= 1, got {list(value)}")
+        return value
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _non_negative_weights(cls, value: tuple[float, ...]):
+        if any(w < 0 for w in value) or not any(w > 0 for w in value):
+            raise ValueError(f"madbal.loss_weights must be >= 0 with one > 0, got {list(value)}")
+        return value
 
 
 class VaalConfig(Section):
@@ -73,3 +100,16 @@ class VaalConfig(Section):
     lr: float = Field(5e-4, gt=0.0)
     beta: float = Field(1.0, ge=0.0, description="KL weight of the VAE loss")
     adversary_weight: float = Field(1.0, ge=0.0)
+    base_channels: int = Field(
+        128, ge=4, description="channels of the first VAE conv (doubling to 8x); the paper's 128")
+    frames_per_epoch: int | None = Field(
+        2048, ge=1, description="labelled and (separately) unlabelled frames drawn per epoch, a "
+        "fresh seeded sample each epoch; bounds memory; None: every frame (small pools only)")
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_16(cls, value: tuple[int, int]) -> tuple[int, int]:
+        # four stride-2 convolutions down, three transposed ones up from (H/8, W/8)
+        if any(v < 16 or v % 16 for v in value):
+            raise ValueError(f"vaal.image_size must be multiples of 16 (>= 16), got {list(value)}")
+        return value

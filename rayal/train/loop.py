@@ -1,0 +1,204 @@
+"""The supervised training loop (plain torch; runs alone, in Ray Train local mode or in DDP workers).
+
+Per epoch: a seeded shuffle of the labelled set (sharded over ranks when torch.distributed is
+initialised), Adam steps on cross-entropy with the ignore index excluded, an EMA (Polyak) copy
+of the weights, validation mIoU of the EMA weights, a checkpoint, and early stopping once
+``patience`` epochs bring no gain. ``last.pt`` holds everything needed to resume after a crash;
+``best.pt`` is a rayal checkpoint of the best EMA weights (what ``rayal score`` loads).
+"""
+from __future__ import annotations
+
+import copy
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from rayal.config.sections import RayalConfig
+from rayal.data.splits import LabelledSplit
+from rayal.models import model_from_config, save_checkpoint
+from rayal.train.dataset import TrainingSet, eval_batches
+from rayal.train.evaluate import confusion_over, metrics_from_confusion
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, ignore_index: int,
+                      class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean (class-weighted) cross-entropy over labelled pixels; logits (B, C, H, W), masks (B, H, W).
+
+    Ignored pixels get no gradient; a batch with no labelled pixel gives a zero loss that still
+    touches every logit (DDP needs the same graph on every rank)."""
+    total = F.cross_entropy(logits, masks, weight=class_weights, ignore_index=ignore_index,
+                            reduction="sum")
+    labelled = masks != ignore_index
+    if class_weights is None:
+        denom = labelled.sum()
+    else:
+        denom = class_weights[masks[labelled]].sum()
+    if float(denom) == 0.0:
+        return logits.sum() * 0.0
+    return total / denom
+
+
+class Ema:
+    """Exponential moving average of a model's parameters and float buffers.
+
+    decay_t = min(decay, (1 + t) / (10 + t)): early averages are not dominated by the
+    initial weights when a round trains for only a few hundred steps."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, updates: int = 0):
+        self.decay = decay
+        self.updates = updates
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.state[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.state[k].copy_(v)
+
+
+@dataclass
+class LoopState:
+    """What ``last.pt`` stores besides weights: where training stands."""
+
+    epoch: int = -1                      # last completed epoch
+    best_miou: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    finished: bool = False
+    history: list = field(default_factory=list)
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def epoch_order(n: int, seed: int, epoch: int, batch_size: int, steps: int | None,
+                rank: int, world: int) -> list[list[int]]:
+    """This rank's batches of item indices for one epoch: a seeded permutation, cycled to fill
+    ``steps`` steps (or one pass), dealt round-robin so every rank takes the same step count."""
+    per_rank = steps * batch_size if steps else math.ceil(n / world)
+    per_rank = max(per_rank, 1)
+    need = per_rank * world
+    order = np.concatenate([np.random.default_rng([seed, epoch, k]).permutation(n)
+                            for k in range(math.ceil(need / n))])[:need]
+    mine = order[rank::world].tolist()
+    return [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
+
+
+def _save_bytes(path: Path, payload: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)   # a crash mid-write never leaves a half checkpoint
+
+
+def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledSplit,
+               checkpoint_dir: str | Path, device: torch.device, *,
+               init_state: dict | None = None, resume: bool = True,
+               report: Callable[[dict], None] | None = None,
+               on_epoch_end: Callable[[int, dict], None] | None = None,
+               progress: bool = False) -> dict:
+    """Train ``config.model`` on ``train_set``; returns the final :class:`LoopState` as a dict.
+
+    ``init_state``: weights to start from (warm start); ``resume``: continue from
+    ``checkpoint_dir/last.pt`` when it exists. ``report(metrics)`` is called once per epoch
+    on every rank (``ray.train.report`` in a Ray Train worker).
+    """
+    tc = config.train
+    rank, world = _rank_world()
+    ckpt_dir = Path(checkpoint_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    num_classes = train_set.split.num_classes
+    ignore = train_set.split.ignore_index
+    torch.manual_seed(config.seed)
+    model = model_from_config(config.model, num_classes, seed=config.seed).to(device)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    ema = Ema(model, tc.ema_decay) if tc.ema_decay else None
+    state = LoopState()
+    last = ckpt_dir / LAST
+    if resume and last.is_file():
+        saved = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if ema is not None and saved.get("ema") is not None:
+            ema.state, ema.updates = saved["ema"], saved["ema_updates"]
+        state = LoopState(**saved["state"])
+    if state.finished:
+        return state.__dict__
+    weights = (torch.tensor(tc.class_weights, dtype=torch.float32, device=device)
+               if tc.class_weights else None)
+    if weights is not None and len(weights) != num_classes:
+        raise ValueError(f"train.class_weights has {len(weights)} values, data.num_classes is {num_classes}")
+    net = DistributedDataParallel(model) if world > 1 else model
+    val_batches = eval_batches(val_split, tc.batch_size, (rank, world))
+    epochs = range(state.epoch + 1, tc.epochs)
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+        epochs = tqdm(epochs, desc="train", unit="epoch", initial=state.epoch + 1, total=tc.epochs)
+    for epoch in epochs:
+        train_set.set_epoch(epoch)
+        net.train()
+        losses = []
+        for idx in epoch_order(len(train_set), config.seed, epoch, tc.batch_size,
+                               tc.steps_per_epoch, rank, world):
+            images, masks = zip(*(train_set[i] for i in idx))
+            logits = net(torch.stack(images).to(device))
+            loss = segmentation_loss(logits, torch.stack(masks).to(device), ignore, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if ema is not None:
+                ema.update(model)
+            losses.append(float(loss.detach()))
+        eval_model = model
+        if ema is not None:
+            eval_model = copy.deepcopy(model)
+            eval_model.load_state_dict(ema.state)
+        conf = confusion_over(eval_model, val_batches(), num_classes, ignore, device)
+        metrics = metrics_from_confusion(conf, config.data.class_names)
+        row = {"epoch": epoch, "loss": float(np.mean(losses)), "val_miou": metrics["miou"],
+               "val_pixel_accuracy": metrics["pixel_accuracy"], "steps": len(losses)}
+        improved = not np.isnan(row["val_miou"]) and row["val_miou"] > state.best_miou + 1e-9
+        if improved:
+            state.best_miou, state.best_epoch, state.bad_epochs = row["val_miou"], epoch, 0
+        else:
+            state.bad_epochs += 1
+        state.epoch = epoch
+        state.history.append(row)
+        stop = tc.patience is not None and state.bad_epochs >= tc.patience
+        state.finished = stop or epoch == tc.epochs - 1
+        if rank == 0:
+            if improved:
+                save_checkpoint(ckpt_dir / BEST, eval_model,
+                                meta={"epoch": epoch, "val_miou": row["val_miou"],
+                                      "per_class_iou": metrics["per_class_iou"]})
+            _save_bytes(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "ema": ema.state if ema else None,
+                               "ema_updates": ema.updates if ema else 0,
+                               "state": copy.deepcopy(state.__dict__)})
+        if report is not None:
+            report(dict(row, best_miou=state.best_miou, stopped=state.finished))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        if stop:
+            break
+    return state.__dict__

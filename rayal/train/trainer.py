@@ -1,0 +1,105 @@
+"""Ray Train wrapper: run :func:`rayal.train.loop.train_loop` in a ``TorchTrainer``.
+
+``train.num_workers: 0`` is Ray Train's local mode (the loop runs in this process); N >= 1
+starts N workers with DDP (gloo on CPU, nccl on GPU). Checkpoints are rayal's own files in
+``checkpoint_dir`` (shared storage on a multi-node cluster): a worker group restarted after
+a failure, or a rerun after a crash, resumes from ``last.pt``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rayal.config.sections import RayalConfig
+from rayal.data.splits import labelled_split
+from rayal.train.dataset import LabelSpec, TrainingSet
+from rayal.train.loop import BEST, LAST, train_loop
+
+
+@dataclass
+class TrainJob:
+    """Everything a worker needs to build its training set (all picklable)."""
+
+    config: dict
+    specs: list[LabelSpec]
+    checkpoint_dir: str
+    init_checkpoint: str | None = None
+    pseudo: dict | None = None
+    progress: bool = False
+
+
+def _device(config: RayalConfig) -> torch.device:
+    import ray.train
+
+    if config.train.num_workers > 0:
+        return ray.train.torch.get_device()
+    from rayal.models.device import resolve_device
+    return resolve_device(config.device)
+
+
+def build_training_set(config: RayalConfig, specs: list[LabelSpec], pseudo: dict | None = None
+                       ) -> TrainingSet:
+    return TrainingSet(
+        labelled_split(config.data, config.data.pool_split), specs, unit=config.pool.unit,
+        scoring=config.scoring, augment_config=config.train.augment, seed=config.seed,
+        masks_dir=config.train.masks_dir, pseudo=pseudo or {})
+
+
+def _validation_split(config: RayalConfig):
+    tc = config.train
+    return labelled_split(config.data, tc.val_split or config.data.eval_split).head(tc.val_limit)
+
+
+def train_worker(job: dict) -> None:
+    """Ray Train's ``train_loop_per_worker``: one worker's share of the run."""
+    import ray.train
+
+    job = TrainJob(**job)
+    config = RayalConfig.model_validate(job.config)
+    if config.train.torch_threads:
+        torch.set_num_threads(config.train.torch_threads)
+    init_state = None
+    if job.init_checkpoint:
+        from rayal.models import load_checkpoint
+        init_state = load_checkpoint(job.init_checkpoint)[0].state_dict()
+    train_loop(config, build_training_set(config, job.specs, job.pseudo), _validation_split(config),
+               job.checkpoint_dir, _device(config), init_state=init_state,
+               report=lambda metrics: ray.train.report(metrics), progress=job.progress)
+
+
+def use_gpu(config: RayalConfig) -> bool:
+    return torch.cuda.is_available() if config.train.use_gpu is None else config.train.use_gpu
+
+
+def fit(config: RayalConfig, specs: list[LabelSpec], checkpoint_dir: str | Path, *,
+        init_checkpoint: str | None = None, pseudo: dict | None = None, run_name: str = "train",
+        progress: bool = False) -> dict:
+    """Train through Ray Train; returns the loop state saved in ``checkpoint_dir/last.pt``
+    (``history``, ``best_miou``, ``best_epoch``...) plus ``best_checkpoint``."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if not specs:
+        raise ValueError("the labelled set is empty: label some units first (rayal pool ingest) "
+                         "or use train.labels: split | full")
+    tc = config.train
+    checkpoint_dir = os.path.abspath(os.fspath(checkpoint_dir))
+    storage = os.path.abspath(tc.storage_path or os.path.join(config.output_dir, "ray_train"))
+    job = TrainJob(config.model_dump(mode="json"), list(specs), checkpoint_dir,
+                   init_checkpoint, pseudo, progress and tc.num_workers == 0)
+    resources = {"CPU": tc.cpus_per_worker}
+    if tc.num_workers > 0 and use_gpu(config):
+        resources["GPU"] = 1
+    trainer = TorchTrainer(
+        train_worker, train_loop_config=job.__dict__,
+        scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=use_gpu(config),
+                                     resources_per_worker=resources if tc.num_workers else None),
+        run_config=RunConfig(name=run_name, storage_path=storage,
+                             failure_config=FailureConfig(max_failures=1)))
+    trainer.fit()
+    saved = torch.load(Path(checkpoint_dir) / LAST, map_location="cpu", weights_only=False)
+    best = Path(checkpoint_dir) / BEST
+    return dict(saved["state"], best_checkpoint=str(best) if best.is_file() else None)
