@@ -17,7 +17,7 @@ _REGISTRY: dict[str, tuple[type[Strategy], dict]] = {}
 
 # modules that register strategies when imported (one strategy per module)
 STRATEGY_MODULES = ("random", "topk", "oreal", "madbal", "meal", "ceal", "suggestive",
-                    "coreset", "density", "cereals")
+                    "coreset", "density", "cereals", "vaal")
 
 
 def register_strategy(name: str, **defaults) -> Callable[[type[Strategy]], type[Strategy]]:
