@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rayal.config.sections import ModelConfig
+from rayal.config.training import MadbalConfig
 
 CHECKPOINT_FORMAT = "rayal-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -90,14 +91,21 @@ def _smp_class(arch: str) -> type:
     raise ValueError(f"model.arch {arch!r} is not an smp architecture; known: {known}")
 
 
-def build_model(config: ModelConfig, num_classes: int, seed: int = 0) -> SegmentationNet:
+def build_model(config: ModelConfig, num_classes: int, seed: int = 0,
+                madbal: MadbalConfig | None = None) -> SegmentationNet:
     """A freshly initialised smp model (``encoder_weights`` only from a local file).
 
-    Initialisation is seeded, so every actor of a pool builds identical weights.
+    Initialisation is seeded, so every actor of a pool builds identical weights. With
+    ``madbal.enabled`` the model is a :class:`rayal.models.MadbalNet`; its extra modules are
+    drawn after the segmentation model, whose weights equal the plain model's of that seed.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _build(config, num_classes)
+        model = _build(config, num_classes)
+        if madbal is not None and madbal.enabled:
+            from rayal.models.madbal import MadbalNet  # madbal.py subclasses SegmentationNet
+            model = MadbalNet.from_segmentation(model, madbal)
+        return model
 
 
 def _build(config: ModelConfig, num_classes: int) -> SegmentationNet:
@@ -124,7 +132,9 @@ def _build(config: ModelConfig, num_classes: int) -> SegmentationNet:
 
 
 def save_checkpoint(path: str | Path, model: SegmentationNet, meta: dict | None = None) -> Path:
-    """Weights + model config in one file that :func:`load_checkpoint` reads alone."""
+    """Weights + model config (+ the MADBAL config of a MadbalNet) in one file that
+    :func:`load_checkpoint` reads alone."""
+    madbal = getattr(model, "madbal_config", None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -134,6 +144,7 @@ def save_checkpoint(path: str | Path, model: SegmentationNet, meta: dict | None 
         "model_config": model.model_config.model_dump(mode="json")
         | {"checkpoint": None, "encoder_weights": None},
         "num_classes": model.num_classes,
+        "madbal": madbal.model_dump(mode="json") if madbal is not None else None,
         "state_dict": model.state_dict(),
         "meta": meta or {},
     }
@@ -144,7 +155,8 @@ def save_checkpoint(path: str | Path, model: SegmentationNet, meta: dict | None 
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SegmentationNet, dict]:
-    """Rebuild the model a checkpoint describes and load its weights. Returns (model, meta)."""
+    """Rebuild the model a checkpoint describes (a MadbalNet when it carries a MADBAL config)
+    and load its weights. Returns (model, meta)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model.checkpoint: no such file {path}")
@@ -152,19 +164,30 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"model.checkpoint {path} is not a rayal checkpoint")
     model_config = ModelConfig.model_validate(payload["model_config"])
-    model = build_model(model_config, int(payload["num_classes"]))
+    madbal = payload.get("madbal")  # absent in checkpoints of plain models
+    madbal = MadbalConfig.model_validate(madbal) if madbal else None
+    model = build_model(model_config, int(payload["num_classes"]), madbal=madbal)
     model.load_state_dict(payload["state_dict"])
     return model, dict(payload.get("meta", {}))
 
 
-def model_from_config(config: ModelConfig, num_classes: int | None, seed: int = 0) -> SegmentationNet:
-    """The checkpoint when one is given, else a fresh model with ``num_classes``."""
+def model_from_config(config: ModelConfig, num_classes: int | None, seed: int = 0,
+                      madbal: MadbalConfig | None = None) -> SegmentationNet:
+    """The checkpoint when one is given, else a fresh model with ``num_classes``.
+
+    ``madbal.enabled``: a fresh model is built as a MadbalNet; a plain checkpoint is wrapped
+    with fresh extra modules (seeded by ``seed``); a MadbalNet checkpoint loads as saved.
+    A MadbalNet checkpoint stays a MadbalNet without ``madbal`` (forward is unchanged).
+    """
     if config.checkpoint:
         model, _ = load_checkpoint(config.checkpoint)
         if num_classes is not None and model.num_classes != num_classes:
             raise ValueError(f"model.checkpoint has {model.num_classes} classes, "
                              f"data.num_classes is {num_classes}")
+        if madbal is not None and madbal.enabled and not hasattr(model, "madbal_config"):
+            from rayal.models.madbal import attach_madbal
+            model = attach_madbal(model, madbal, seed=seed)
         return model
     if num_classes is None:
         raise ValueError("data.num_classes is required to build a fresh model")
-    return build_model(config, num_classes, seed=seed)
+    return build_model(config, num_classes, seed=seed, madbal=madbal)

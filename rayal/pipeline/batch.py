@@ -1,5 +1,8 @@
 """The scoring stage: decoded frames -> one Arrow row per frame (Ray-free callable).
 
+``scoring.mode``: ``mc_dropout`` (:class:`MCDropoutScorer`) or ``multi_head`` (the MADBAL
+model's :class:`MultiHeadScorer`, which adds ``maturity_score`` to the frame and region rows).
+
 Ray Data runs :class:`FrameBatchScorer` in an actor pool (the model is loaded
 once per actor); the bare-loop benchmark calls it directly. Each output row
 carries the frame's scores and, in the nested ``regions`` list column, its kept
@@ -12,8 +15,8 @@ import pyarrow as pa
 import torch
 
 from rayal.config.sections import PIXEL_MEASURES, RayalConfig
-from rayal.models import model_from_config
-from rayal.scoring import MCDropoutScorer
+from rayal.models import MadbalNet, model_from_config
+from rayal.scoring import MCDropoutScorer, MultiHeadScorer
 from rayal.scoring.tables import frame_columns, frame_embedding_rows, region_columns
 
 
@@ -49,18 +52,36 @@ class FrameBatchScorer:
         if torch_threads:
             torch.set_num_threads(torch_threads)
         self.device = resolve_device(self.config.device)
-        self.model = model_from_config(self.config.model, self.config.data.num_classes,
-                                       seed=self.config.seed)
-        self.model = self.model.to(self.device).eval()
+        self.model = self._load_model().to(self.device).eval()
         self.num_classes = self.model.num_classes
         sc = self.config.scoring
         self.want_region_emb = "region" in sc.embeddings
-        self.scorer = MCDropoutScorer(
-            self.model, mc_samples=sc.mc_samples if sc.uses_mc else 0, dropout_p=sc.dropout_p,
-            position=sc.dropout_position, point_estimate=sc.point_estimate, dice=sc.dice,
-            want_ovr=sc.ovr, want_features=bool(sc.embeddings), scale=sc.scale,
-            seed=self.config.seed)
+        common = dict(mc_samples=sc.mc_samples if sc.uses_mc else 0, dropout_p=sc.dropout_p,
+                      position=sc.dropout_position, point_estimate=sc.point_estimate, dice=sc.dice,
+                      want_ovr=sc.ovr, want_features=bool(sc.embeddings), scale=sc.scale,
+                      seed=self.config.seed)
+        if sc.mode == "multi_head":
+            madbal = self.config.madbal
+            self.scorer = MultiHeadScorer(self.model, loss_channel=madbal.loss_channel,
+                                          edge_threshold=madbal.edge_threshold, **common)
+        else:
+            self.scorer = MCDropoutScorer(self.model, **common)
         self.pixel_measures = [m for m in sc.measures if m in PIXEL_MEASURES]
+
+    def _load_model(self):
+        """MC-dropout mode: any model. Multi-head mode: a MadbalNet; a checkpoint must hold
+        trained MADBAL modules (a plain one would score with untrained heads, so it is refused)."""
+        cfg = self.config
+        if cfg.scoring.mode != "multi_head":
+            return model_from_config(cfg.model, cfg.data.num_classes, seed=cfg.seed)
+        if not cfg.model.checkpoint:  # a fresh model, as MC-dropout mode scores one
+            return model_from_config(cfg.model, cfg.data.num_classes, seed=cfg.seed,
+                                     madbal=cfg.madbal)
+        model = model_from_config(cfg.model, cfg.data.num_classes, seed=cfg.seed)
+        if not isinstance(model, MadbalNet):
+            raise ValueError(f"model.checkpoint {cfg.model.checkpoint} holds no MADBAL modules; "
+                             "scoring.mode 'multi_head' needs a model trained with madbal.enabled")
+        return model
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         frame_ids = [str(f) for f in batch["frame_id"]]

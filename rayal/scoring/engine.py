@@ -95,17 +95,26 @@ class MCDropoutScorer:
                                    align_corners=False)
         features, size = self.model.encode(images)
         decoded = self.model.decode(features)
-        seeds = frame_seeds(self.seed, list(frame_ids))
-        if self.mc_samples == 0:
-            stats = self._deterministic(self.model.classify(decoded, size))
-        elif self.position == "logits":
-            stats = self._logit_dropout(self.model.classify(decoded, size), seeds)
-        else:
-            stats = self._head_input_dropout(decoded, size, seeds)
-        scores = self._package(stats, images.device)
+        scores = self.score_decoded(decoded, size, frame_ids)
         if self.want_features:
             scores.features = features[-1]
-        return _resize(scores, full_size) if self.scale != 1.0 else scores
+        return resize_scores(scores, full_size) if self.scale != 1.0 else scores
+
+    @torch.no_grad()
+    def score_decoded(self, decoded: torch.Tensor, size: tuple[int, int], frame_ids: list[str],
+                      logits: torch.Tensor | None = None) -> PixelScores:
+        """Everything after the decoder: decoder output (B, D, H', W') -> :class:`PixelScores`
+        at ``size`` (no ``scale`` resize, no features). ``logits`` (B, C, H, W): the main
+        head's deterministic output when the caller already has it (computed here otherwise).
+        """
+        seeds = frame_seeds(self.seed, list(frame_ids))
+        if self.mc_samples > 0 and self.position == "head_input":
+            stats = self._head_input_dropout(decoded, size, seeds, logits)
+        else:
+            logits = self.model.classify(decoded, size) if logits is None else logits
+            stats = (self._deterministic(logits) if self.mc_samples == 0
+                     else self._logit_dropout(logits, seeds))
+        return self._package(stats, decoded.device)
 
     def _deterministic(self, logits: torch.Tensor) -> dict:
         p = torch.softmax(logits.float(), dim=1)
@@ -126,7 +135,7 @@ class MCDropoutScorer:
         return self._torch_stats(mc, logits)
 
     def _head_input_dropout(self, decoded: torch.Tensor, size: tuple[int, int],
-                            seeds: np.ndarray) -> dict:
+                            seeds: np.ndarray, det_logits: torch.Tensor | None = None) -> dict:
         batch = decoded.shape[0]
         if self._fused(decoded.device):
             bases = sample_bases(seeds, self.mc_samples).numpy().view(np.uint64)
@@ -137,7 +146,9 @@ class MCDropoutScorer:
                                  for t in range(self.mc_samples)])
         sampled = self.model.classify(dropped, size).float()
         sampled = sampled.view(self.mc_samples, batch, *sampled.shape[1:])
-        det_logits = self.model.classify(decoded, size).float()
+        if det_logits is None:
+            det_logits = self.model.classify(decoded, size)
+        det_logits = det_logits.float()
         if self._fused(decoded.device):
             bases = np.zeros((batch, self.mc_samples), np.uint64)
             return fused_mc_stats(sampled.cpu().numpy(), det_logits.cpu().numpy(), bases,
@@ -161,7 +172,7 @@ class MCDropoutScorer:
         return PixelScores(maps=maps, pred=as_tensor(stats["pred"]).long(), frame=frame, ovr=ovr)
 
 
-def _resize(scores: PixelScores, size: tuple[int, int]) -> PixelScores:
+def resize_scores(scores: PixelScores, size: tuple[int, int]) -> PixelScores:
     """Bring maps computed at ``scale`` back to the frame's resolution (regions live there)."""
     up = lambda x: F.interpolate(x, size=size, mode="bilinear", align_corners=False)  # noqa: E731
     maps = {k: up(v[:, None])[:, 0] for k, v in scores.maps.items()}
@@ -170,4 +181,4 @@ def _resize(scores: PixelScores, size: tuple[int, int]) -> PixelScores:
     return PixelScores(maps=maps, pred=pred, frame=scores.frame, ovr=ovr, features=scores.features)
 
 
-__all__ = ["MCDropoutScorer", "PixelScores", "ad_from_counts", "torch_mc_stats"]
+__all__ = ["MCDropoutScorer", "PixelScores", "ad_from_counts", "resize_scores", "torch_mc_stats"]

@@ -1,9 +1,11 @@
 """PixelScores + region maps -> compact columnar score tables (numpy, no pixel maps).
 
 ``frames``: one row per frame: ``{measure}_{agg}`` for each pixel measure,
-``area_disagreement``, predicted-class pixel histogram.
+``area_disagreement``, ``maturity_score_{agg}`` (multi-head mode), predicted-class pixel
+histogram.
 ``regions``: one row per kept (frame, unit, region): pixel count, ``{measure}_{agg}``,
-per-class one-vs-rest entropy max, dominant predicted class. Only the union of
+``maturity_score`` (multi-head mode: region mean of the MADBAL pixel score u, which the
+``madbal`` strategy ranks by), per-class one-vs-rest entropy max, dominant predicted class. Only the union of
 each frame's top-k regions of every score key is kept, so a million-frame pool
 stays a few hundred bytes per frame and unit.
 ``embeddings``: pooled deepest encoder features per frame and per kept region.
@@ -17,6 +19,7 @@ import torch
 from rayal.scoring.aggregate import RegionIndex, class_histogram, frame_reduce
 from rayal.scoring.embeddings import frame_embeddings, region_embeddings
 from rayal.scoring.engine import PixelScores
+from rayal.scoring.maturity import MATURITY
 
 
 def frame_columns(scores: PixelScores, measures: list[str], aggregate: list[str],
@@ -29,6 +32,9 @@ def frame_columns(scores: PixelScores, measures: list[str], aggregate: list[str]
         elif name in scores.maps:
             for how in aggregate:
                 cols[f"{name}_{how}"] = frame_reduce(scores.maps[name], how).cpu().numpy()
+    if MATURITY in scores.maps:  # multi-head mode: not a configurable measure, always kept
+        for how in aggregate:
+            cols[f"{MATURITY}_{how}"] = frame_reduce(scores.maps[MATURITY], how).cpu().numpy()
     cols["pred_hist"] = class_histogram(scores.pred, num_classes).cpu().numpy().astype(np.int32)
     return cols
 
@@ -58,6 +64,8 @@ def region_columns(scores: PixelScores, region_map: torch.Tensor, unit: str,
         if name in scores.maps:
             for how in aggregate:
                 score_cols[f"{name}_{how}"] = index.reduce(scores.maps[name], how)
+    if MATURITY in scores.maps:  # MADBAL's superpixel u: the region mean of the pixel score
+        score_cols[MATURITY] = index.reduce(scores.maps[MATURITY], "mean")
     keys = list(score_cols.values())
     ovr_max = None
     if scores.ovr is not None:
