@@ -7,8 +7,11 @@ from pathlib import Path
 
 from rayal import __version__
 from rayal.cli.pool import add_pool_parser, cmd_pool
+from rayal.cli.submit import COMMANDS as SUBMIT_COMMANDS, add_submit_parsers
+from rayal.cli.experiment import add_experiment_parsers, cmd_run
 from rayal.cli.train import add_train_parsers, cmd_evaluate, cmd_train
 from rayal.config import ConfigError, load_config
+from rayal.data.io import StorageError
 
 
 def _model_override(spec: str) -> list[str]:
@@ -36,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_pool_parser(sub)
     add_train_parsers(sub, _add_config_args)
+    add_experiment_parsers(sub, _add_config_args)
+    add_submit_parsers(sub)
     return parser
 
 
@@ -50,14 +55,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"score": cmd_score, "pool": cmd_pool, "train": cmd_train, "evaluate": cmd_evaluate}
+COMMANDS = {"score": cmd_score, "pool": cmd_pool, "train": cmd_train, "evaluate": cmd_evaluate, "run": cmd_run}
+COMMANDS.update(SUBMIT_COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, ValueError, StorageError) as err:
         print(f"rayal {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -67,31 +67,6 @@ def _get(ref):
         raise (cause if isinstance(cause, BaseException) else err) from None
 
 
-def _frame_batches(data, batch_rows: int = 1 << 20):
-    """The pool split's frames (``frame_id, uri[, mask_uri]``) in batches."""
-    from rayal.data import iter_manifest, validate_manifest_schema
-    from rayal.data.splits import folder_dataset
-    from rayal.pipeline.frames import frame_source
-
-    if data.source == "manifest":
-        names = validate_manifest_schema(data.manifest).names
-        columns = ["frame_id", "uri"] + (["mask_uri"] if "mask_uri" in names else [])
-        left = data.limit
-        for batch in iter_manifest(data.manifest, batch_size=batch_rows, columns=columns):
-            if left is not None:
-                batch, left = batch.slice(0, left), left - min(left, batch.num_rows)
-            if batch.num_rows:
-                yield batch
-            if left == 0:
-                return
-        return
-    table = (folder_dataset(data, data.pool_split).to_manifest() if data.source == "folder"
-             else frame_source(data).table)
-    if data.limit:
-        table = table.slice(0, data.limit)
-    yield from table.to_batches(batch_rows)
-
-
 def _units_per_frame(config) -> int | None:
     if config.pool.unit == "patch":
         return int(np.prod(config.scoring.grid))
@@ -121,8 +96,10 @@ def print_status(status: dict, class_names=None, out=None) -> None:
 
 
 def _init(config, handle) -> None:
+    from rayal.pipeline.frames import pool_frame_batches
+
     total = 0
-    for batch in _frame_batches(config.data):
+    for batch in pool_frame_batches(config.data):
         total += _get(handle.register.remote(pa.Table.from_batches([batch])))["registered"]
     print(f"registered {total} new frame(s)")
 

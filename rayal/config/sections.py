@@ -16,6 +16,7 @@ ALL_MEASURES = FRAME_MEASURES + ("ovr_entropy",)
 
 
 from rayal.config.base import Section
+from rayal.config.experiment import CompareConfig, LoopConfig, TuneConfig
 from rayal.config.training import MadbalConfig, TrainConfig, VaalConfig
 
 
@@ -205,6 +206,9 @@ class RayalConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     madbal: MadbalConfig = Field(default_factory=MadbalConfig)
     vaal: VaalConfig = Field(default_factory=VaalConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     @model_validator(mode="after")
     def _multi_head_needs_madbal(self) -> "RayalConfig":

@@ -103,3 +103,27 @@ def decode_frames(batch: dict[str, np.ndarray], data: DataConfig,
                   scoring: ScoringConfig) -> dict[str, np.ndarray]:
     """Function form of :class:`DecodeFrames` for Ray Data task pools."""
     return DecodeFrames(data, scoring)(batch)
+
+
+def pool_frame_batches(data, batch_rows: int = 1 << 20):
+    """The pool split's frames (``frame_id, uri[, mask_uri]``) in batches."""
+    from rayal.data import iter_manifest, validate_manifest_schema
+    from rayal.data.splits import folder_dataset
+
+    if data.source == "manifest":
+        names = validate_manifest_schema(data.manifest).names
+        columns = ["frame_id", "uri"] + (["mask_uri"] if "mask_uri" in names else [])
+        left = data.limit
+        for batch in iter_manifest(data.manifest, batch_size=batch_rows, columns=columns):
+            if left is not None:
+                batch, left = batch.slice(0, left), left - min(left, batch.num_rows)
+            if batch.num_rows:
+                yield batch
+            if left == 0:
+                return
+        return
+    table = (folder_dataset(data, data.pool_split).to_manifest() if data.source == "folder"
+             else frame_source(data).table)
+    if data.limit:
+        table = table.slice(0, data.limit)
+    yield from table.to_batches(batch_rows)

@@ -98,10 +98,11 @@ def plot_history(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def run_training(config: RayalConfig, *, full: bool = False, progress: bool = True) -> TrainSummary:
+def run_training(config: RayalConfig, *, full: bool = False, progress: bool = True,
+                 out_name: str | None = None) -> TrainSummary:
     """Train on the configured labelled set, evaluate the best checkpoint, write the outputs."""
     started = time.perf_counter()
-    out_dir = Path(config.output_dir) / ("full" if full else "train")
+    out_dir = Path(config.output_dir) / (out_name or ("full" if full else "train"))
     write_run_metadata(config, str(out_dir))
     init_ray(config.ray)
     specs = labelled_specs(config, full)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -128,7 +129,8 @@ def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledS
     num_classes = train_set.split.num_classes
     ignore = train_set.split.ignore_index
     torch.manual_seed(config.seed)
-    model = model_from_config(config.model, num_classes, seed=config.seed).to(device)
+    model = model_from_config(config.model, num_classes, seed=config.seed,
+                              madbal=config.madbal).to(device)
     if init_state is not None:
         model.load_state_dict(init_state)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -157,7 +159,7 @@ def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledS
     for epoch in epochs:
         train_set.set_epoch(epoch)
         net.train()
-        losses = []
+        losses, tic = [], time.perf_counter()
         for idx in epoch_order(len(train_set), config.seed, epoch, tc.batch_size,
                                tc.steps_per_epoch, rank, world):
             images, masks = zip(*(train_set[i] for i in idx))
@@ -169,6 +171,7 @@ def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledS
             if ema is not None:
                 ema.update(model)
             losses.append(float(loss.detach()))
+        train_seconds = time.perf_counter() - tic
         eval_model = model
         if ema is not None:
             eval_model = copy.deepcopy(model)
@@ -176,7 +179,8 @@ def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledS
         conf = confusion_over(eval_model, val_batches(), num_classes, ignore, device)
         metrics = metrics_from_confusion(conf, config.data.class_names)
         row = {"epoch": epoch, "loss": float(np.mean(losses)), "val_miou": metrics["miou"],
-               "val_pixel_accuracy": metrics["pixel_accuracy"], "steps": len(losses)}
+               "val_pixel_accuracy": metrics["pixel_accuracy"], "steps": len(losses),
+               "train_seconds": train_seconds}
         improved = not np.isnan(row["val_miou"]) and row["val_miou"] > state.best_miou + 1e-9
         if improved:
             state.best_miou, state.best_epoch, state.bad_epochs = row["val_miou"], epoch, 0

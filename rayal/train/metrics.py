@@ -56,3 +56,27 @@ def pixel_accuracy(conf: np.ndarray) -> float:
     conf = np.asarray(conf, dtype=np.float64)
     total = conf.sum()
     return float(np.trace(conf) / total) if total else float("nan")
+
+
+def aualc(budgets, mious, full_miou: float) -> float:
+    """Area under the active-learning curve: trapezoid of mIoU over the labelled budget,
+    divided by (budget span x full-supervision mIoU). 1.0 = full supervision from the start."""
+    x = np.asarray(budgets, dtype=np.float64)
+    y = np.asarray(mious, dtype=np.float64)
+    if x.shape != y.shape or x.size < 2:
+        raise ValueError("aualc needs matching budgets and mIoUs of at least two rounds")
+    if np.any(np.diff(x) < 0):
+        raise ValueError("budgets must not decrease from round to round")
+    span = x[-1] - x[0]
+    if span <= 0 or not full_miou > 0:
+        raise ValueError("aualc needs a positive budget span and full-supervision mIoU")
+    area = float(np.sum((y[1:] + y[:-1]) * np.diff(x) / 2.0))
+    return area / (span * full_miou)
+
+
+def budget_to_reach(budgets, mious, full_miou: float, fraction: float) -> float | None:
+    """Smallest budget whose mIoU reaches ``fraction`` x full-supervision mIoU (None: never)."""
+    for b, m in zip(budgets, mious):
+        if m >= fraction * full_miou:
+            return float(b)
+    return None

@@ -65,9 +65,36 @@ def train_worker(job: dict) -> None:
     if job.init_checkpoint:
         from rayal.models import load_checkpoint
         init_state = load_checkpoint(job.init_checkpoint)[0].state_dict()
-    train_loop(config, build_training_set(config, job.specs, job.pseudo), _validation_split(config),
-               job.checkpoint_dir, _device(config), init_state=init_state,
-               report=lambda metrics: ray.train.report(metrics), progress=job.progress)
+    train_set = build_training_set(config, job.specs, job.pseudo)
+    device = _device(config)
+    state = train_loop(config, train_set, _validation_split(config), job.checkpoint_dir, device,
+                       init_state=init_state, report=lambda metrics: ray.train.report(metrics),
+                       progress=job.progress)
+    if config.madbal.enabled and ray.train.get_context().get_world_rank() == 0:
+        madbal_phase2(config, train_set, Path(job.checkpoint_dir), state, device)
+
+
+def madbal_phase2(config: RayalConfig, train_set: TrainingSet, checkpoint_dir: Path, state: dict,
+                  device: torch.device) -> None:
+    """MADBAL phase II on the best phase-I weights: the extra modules learn, the segmentation
+    model stays frozen; ``best.pt`` is rewritten with them (once: a resumed run skips it)."""
+    from rayal.models import load_checkpoint, save_checkpoint
+    from rayal.train.loop import epoch_order
+    from rayal.train.madbal import train_phase2
+
+    best = checkpoint_dir / BEST
+    model, meta = load_checkpoint(best)
+    if meta.get("phase2"):
+        return
+    plain = TrainingSet(train_set.split, train_set.specs, unit=train_set.unit, scoring=train_set.scoring,
+                 masks_dir=train_set.masks_dir, pseudo=train_set.pseudo)   # no augmentation
+    batches = [tuple(torch.stack(t) for t in zip(*(plain[i] for i in idx)))
+               for idx in epoch_order(len(plain), config.seed, 0, config.train.batch_size, None, 0, 1)]
+    report = train_phase2(model.to(device), batches, config.madbal,
+                          num_classes=train_set.split.num_classes,
+                          ignore_index=train_set.split.ignore_index, seed=config.seed, device=device)
+    save_checkpoint(best, model, meta=dict(meta, phase2={"epochs": report["epochs"],
+                                                         "steps": report["steps"]}))
 
 
 def use_gpu(config: RayalConfig) -> bool:

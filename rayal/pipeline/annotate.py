@@ -1,0 +1,62 @@
+"""The simulated annotator: ground truth for exactly the selected units, through ``ingest``.
+
+The queued units of a round are summarised from the frames' registered ground-truth masks by
+:func:`rayal.pool.labels.label_summaries` (the same path real label files take), bad frames are
+quarantined, the summaries are ingested, and the cost is counted in units and estimated clicks
+(:mod:`rayal.data.oracle`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from rayal.config.sections import RayalConfig
+from rayal.data import unit_region_map
+from rayal.data.oracle import unit_clicks
+from rayal.data.splits import labelled_split
+from rayal.pool.labels import label_summaries
+
+
+def pool_units_total(config: RayalConfig, num_frames: int) -> int:
+    """Units in the pool: frames, frames x grid cells, or frames x nominal superpixels."""
+    unit = config.pool.unit
+    if unit == "image":
+        return num_frames
+    if unit == "patch":
+        return num_frames * int(np.prod(config.scoring.grid))
+    return num_frames * config.scoring.superpixel.n_segments
+
+
+def _clicks(config: RayalConfig, units) -> int:
+    unit = config.pool.unit
+    if unit == "superpixel":
+        return units.num_rows   # one click: the dominant label
+    split = labelled_split(config.data, config.data.pool_split)
+    frames = units.column("frame_id").to_pylist()
+    regions = units.column("region_id").to_numpy()
+    total = 0
+    for frame_id in sorted(set(frames)):
+        image, mask = split.load(frame_id)
+        ids = regions[[i for i, f in enumerate(frames) if f == frame_id]]
+        region_map = None if unit == "image" else unit_region_map(image, unit, config.scoring)
+        total += int(unit_clicks(mask, region_map, ids, "full", config.data.ignore_index).sum())
+    return total
+
+
+def annotate_round(config: RayalConfig, pool, round_id: int) -> dict:
+    """Label round ``round_id``'s queued units from the ground truth; returns the cost:
+    ``units``, ``clicks``, ``class_hist`` (selected units per dominant class), ``quarantined``."""
+    units = pool.units("queued", round_id)
+    frames = pool.frames(units.column("frame_id").unique().to_pylist())
+    batch = label_summaries(units, frames, unit=config.pool.unit, data=config.data,
+                            scoring=config.scoring, on_error="collect")
+    quarantined = 0
+    for frame_id, region_ids, message in batch.errors:
+        pool.quarantine([frame_id] * len(region_ids), region_ids, [message] * len(region_ids))
+        quarantined += len(region_ids)
+    pool.ingest(batch.table, round_id)
+    labelled = pool.units("labeled", round_id)
+    num_classes = config.data.num_classes
+    dominant = labelled.column("dominant_class").to_numpy().astype(np.int64)
+    hist = np.bincount(dominant[dominant >= 0], minlength=num_classes)[:num_classes]
+    return {"units": labelled.num_rows, "clicks": _clicks(config, labelled) if labelled.num_rows else 0,
+            "class_hist": hist.tolist(), "quarantined": quarantined}

@@ -1,0 +1,226 @@
+"""``rayal run``: one simulated active-learning experiment, resumable round by round.
+
+Round 0 labels ``loop.initial`` units drawn at random; every later round runs
+score -> select -> simulated annotation -> retrain -> evaluate until ``loop.rounds`` or
+``loop.max_labelled`` is reached. The annotator reveals the ground truth of exactly the
+selected units through the pool's own ingest path (label summaries -> ``PoolCoordinator``).
+
+Run directory (``output_dir``): ``config.yaml``, ``versions.json``, ``pool/`` (journal +
+snapshots), ``round_NNN/`` (scores, training checkpoints), ``rounds.parquet`` (one row per
+finished round), ``summary.json`` and PNG plots. A stopped run resumes with ``--resume``:
+finished rounds are kept, the interrupted one is redone phase by phase (selection and
+ingest are idempotent, training resumes from its last checkpoint), so the results equal an
+uninterrupted run with the same seed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rayal.config.sections import PoolConfig, RayalConfig
+from rayal.pipeline.frames import pool_frame_batches
+from rayal.pipeline.annotate import annotate_round, pool_units_total
+from rayal.pipeline.reference import full_supervision_miou
+from rayal.pipeline.reports import curve_table, write_plots
+from rayal.pipeline.runtime import init_ray, write_run_metadata
+from rayal.train.metrics import aualc, budget_to_reach
+
+ROUNDS_FILE, SUMMARY_FILE = "rounds.parquet", "summary.json"
+
+
+def _round_dir(run_dir: Path, r: int) -> Path:
+    return run_dir / f"round_{r:03d}"
+
+
+def _finished_rounds(run_dir: Path) -> list[dict]:
+    path = run_dir / ROUNDS_FILE
+    return pq.read_table(path).to_pylist() if path.is_file() else []
+
+
+def _write_rounds(run_dir: Path, rows: list[dict]) -> None:
+    tmp = run_dir / (ROUNDS_FILE + ".tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    tmp.replace(run_dir / ROUNDS_FILE)   # a finished round is recorded atomically
+
+
+def _budget_units(value: float, total: int) -> int:
+    return int(math.ceil(value * total)) if value <= 1 else int(value)
+
+
+def _score(config: RayalConfig, round_dir: Path, checkpoint: str | None, labelled_ids: list[str]) -> str:
+    """Score the pool with the current model into ``round_dir/scores`` (redone if incomplete)."""
+    from rayal.pipeline.score_job import run_scoring
+
+    scores = round_dir / "scores"
+    if (scores / "score_summary.json").is_file():
+        return str(scores)
+    shutil.rmtree(scores, ignore_errors=True)
+    model = config.model.model_copy(update={"checkpoint": checkpoint})
+    run_scoring(config.model_copy(update={"output_dir": str(scores), "model": model}), progress=False)
+    if config.selection.strategy == "vaal" and labelled_ids:
+        from rayal.pipeline.vaal_job import run_vaal_scoring
+        shutil.rmtree(round_dir / "vaal", ignore_errors=True)
+        run_vaal_scoring(config, labelled_ids, str(round_dir / "vaal"), progress=False)
+        return str(round_dir / "vaal")
+    return str(scores)
+
+
+def _select(config, pool, r: int, score_dir: str, budget: dict, strategy: str, params: dict):
+    from rayal.data import exists, join_uri
+    from rayal.selection.base import ScoreTables
+
+    quarantine = join_uri(score_dir, "quarantine")
+    if exists(quarantine):   # unreadable frames are never selected
+        bad = ScoreTables(frames=quarantine).read("frames", ["frame_id", "reason"])
+        if bad.num_rows:
+            pool.quarantine(bad.column("frame_id").to_pylist(), -1, bad.column("reason").to_pylist())
+    return pool.select(strategy, params, budget, r, score_dir, seed=config.seed * 1000 + r)
+
+
+def _train(config: RayalConfig, pool, round_dir: Path, prev: str | None, r: int, query) -> str:
+    from rayal.pipeline.pseudo import ceal_pseudo_labels
+    from rayal.train.dataset import specs_from_units
+    from rayal.train.trainer import fit
+
+    specs = specs_from_units(pool.units("labeled"), config.pool.unit)
+    pseudo = None
+    threshold = query.schema.metadata and json.loads(
+        query.schema.metadata.get(b"rayal.extras", b"{}")).get("pseudo_label_threshold")
+    if threshold and config.train.pseudo_labels and prev:
+        pseudo = ceal_pseudo_labels(config, prev, {s.frame_id for s in specs}, float(threshold),
+                                    max_frames=max(len(specs), 1))
+    state = fit(config, specs, round_dir / "train", init_checkpoint=prev if config.train.warm_start else None,
+                pseudo=pseudo, run_name=f"{config.name}-round{r}")
+    return state["best_checkpoint"]
+
+
+def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool = True,
+                   report: Callable[[dict], None] | None = None) -> dict:
+    """Run (or resume) one AL experiment; returns the summary written to ``summary.json``."""
+    from rayal.models import load_checkpoint
+    from rayal.pipeline.train_job import evaluate_model
+    from rayal.pool.coordinator import PoolCoordinator
+
+    run_dir = Path(config.output_dir)
+    rows = _finished_rounds(run_dir)
+    if rows and not resume:
+        raise ValueError(f"{run_dir} already holds a run ({len(rows)} round(s)); pass --resume "
+                         "to continue it or choose another output_dir")
+    write_run_metadata(config, str(run_dir))
+    init_ray(config.ray)
+    started = time.perf_counter()
+    full_miou = full_supervision_miou(config, progress=progress)
+    pool = PoolCoordinator(PoolConfig(project="run", unit=config.pool.unit,
+                                      state_dir=str(run_dir / "pool"), snapshot_every=1000))
+    for batch in pool_frame_batches(config.data):
+        pool.register(pa.Table.from_batches([batch]))
+    total = pool_units_total(config, pool.state.num_frames)
+    lp = config.loop
+    cap = _budget_units(lp.max_labelled, total) if lp.max_labelled else total
+    last_round = lp.rounds if lp.rounds is not None else 10**9
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(desc=f"{config.name} [{config.selection.strategy}]", unit="round", initial=len(rows))
+    r = len(rows)
+    while r <= last_round:
+        labelled = sum(row["selected_units"] for row in rows)
+        want = _budget_units(lp.initial, total) if r == 0 else (config.selection.budget or 0)
+        budget_units = min(want, cap - labelled)
+        if r > 0 and budget_units <= 0:
+            break
+        round_dir = _round_dir(run_dir, r)
+        prev = rows[-1]["checkpoint"] if rows else None
+        times = {}
+        tic = time.perf_counter()
+        labelled_ids = pool.units("labeled").column("frame_id").unique().to_pylist()
+        score_dir = _score(config, round_dir, prev, labelled_ids if r else [])
+        times["score"], tic = time.perf_counter() - tic, time.perf_counter()
+        strategy = "random" if r == 0 else config.selection.strategy
+        params = {} if r == 0 else dict(config.selection.params)
+        budget = ({"units": budget_units} if r == 0 or config.selection.budget_cost is None
+                  else {"cost": config.selection.budget_cost})
+        query = _select(config, pool, r, score_dir, budget, strategy, params)
+        times["select"], tic = time.perf_counter() - tic, time.perf_counter()
+        cost = annotate_round(config, pool, r)
+        times["annotate"], tic = time.perf_counter() - tic, time.perf_counter()
+        checkpoint = _train(config, pool, round_dir, prev, r, query)
+        times["train"], tic = time.perf_counter() - tic, time.perf_counter()
+        metrics = evaluate_model(load_checkpoint(checkpoint)[0], config)
+        times["eval"] = time.perf_counter() - tic
+        if not lp.keep_scores and r > 0:
+            shutil.rmtree(round_dir / "scores", ignore_errors=True)
+        labelled_units = labelled + cost["units"]
+        rows.append({
+            "round": r, "strategy": strategy, "seed": config.seed,
+            "selected_units": cost["units"], "labelled_units": labelled_units,
+            "labelled_fraction": labelled_units / total, "clicks": cost["clicks"],
+            "cum_clicks": (rows[-1]["cum_clicks"] if rows else 0) + cost["clicks"],
+            "miou": metrics["miou"],
+            "per_class_iou": [np.nan if v is None else v for v in metrics["per_class_iou"].values()],
+            "selected_class_hist": cost["class_hist"], "quarantined": cost["quarantined"],
+            **{f"seconds_{k}": v for k, v in times.items()}, "checkpoint": checkpoint,
+        })
+        _write_rounds(run_dir, rows)
+        if report is not None:
+            report(dict(rows[-1], full_miou=full_miou))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(miou=f"{metrics['miou']:.3f}", labelled=labelled_units)
+        if cost["units"] == 0:
+            break   # nothing left to select
+        r += 1
+    if bar is not None:
+        bar.close()
+    summary = summarize(rows, full_miou, total, config, time.perf_counter() - started)
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    write_plots(config, run_dir, rows, full_miou, pool)
+    pool.close()
+    return summary
+
+
+def summarize(rows: list[dict], full_miou: float, total: int, config: RayalConfig,
+              seconds: float) -> dict:
+    """AuALC over the labelled fraction, final mIoU, budget to 90 / 95 % of full supervision."""
+    x = [row["labelled_fraction"] for row in rows]
+    y = [row["miou"] for row in rows]
+    return {
+        "strategy": config.selection.strategy, "seed": config.seed, "rounds": len(rows),
+        "unit": config.pool.unit, "units_total": total,
+        "labelled_units": rows[-1]["labelled_units"] if rows else 0,
+        "aualc": aualc(x, y, full_miou) if len(rows) > 1 else None,
+        "final_miou": y[-1] if y else None, "full_miou": full_miou,
+        "budget_to_90": budget_to_reach(x, y, full_miou, 0.90),
+        "budget_to_95": budget_to_reach(x, y, full_miou, 0.95),
+        "clicks": rows[-1]["cum_clicks"] if rows else 0, "seconds": seconds,
+    }
+
+
+def run_with_baseline(config: RayalConfig, *, resume: bool = False, progress: bool = True) -> list[dict]:
+    """The configured run plus, with ``loop.baseline``, the baseline strategy beside it."""
+    summaries = [run_experiment(config, resume=resume, progress=progress)]
+    if config.loop.baseline:
+        base = config.model_copy(deep=True)
+        base.output_dir = str(Path(config.output_dir) / f"baseline_{config.loop.baseline}")
+        base.selection.strategy = config.loop.baseline
+        base.selection.params = {}
+        base.loop.baseline = None
+        base.loop.reference_dir = config.loop.reference_dir or str(Path(config.output_dir) / "full")
+        summaries.append(run_experiment(base, resume=resume, progress=progress))
+    print(curve_table([Path(s_dir) for s_dir in _dirs(config)]))
+    return summaries
+
+
+def _dirs(config: RayalConfig) -> list[str]:
+    out = [config.output_dir]
+    if config.loop.baseline:
+        out.append(str(Path(config.output_dir) / f"baseline_{config.loop.baseline}"))
+    return out
