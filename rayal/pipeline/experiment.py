@@ -146,6 +146,7 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
         times["score"], tic = time.perf_counter() - tic, time.perf_counter()
         strategy = "random" if r == 0 else config.selection.strategy
         params = {} if r == 0 else dict(config.selection.params)
+        params.setdefault("unit", config.pool.unit)
         budget = ({"units": budget_units} if r == 0 or config.selection.budget_cost is None
                   else {"cost": config.selection.budget_cost})
         query = _select(config, pool, r, score_dir, budget, strategy, params)

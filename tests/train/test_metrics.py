@@ -38,3 +38,18 @@ def test_unknown_ids_are_named():
         confusion_matrix(np.array([0, 1]), np.array([0, 7]), num_classes=3)
     with pytest.raises(ValueError, match="pred"):
         confusion_matrix(np.array([0, -1]), np.array([0, 1]), num_classes=3)
+
+
+def test_aualc_against_a_hand_computed_curve():
+    from rayal.train.metrics import aualc, budget_to_reach
+    x = [0.1, 0.2, 0.4]
+    y = [0.3, 0.5, 0.6]
+    # trapezoids: 0.1 * (0.3 + 0.5) / 2 + 0.2 * (0.5 + 0.6) / 2 = 0.04 + 0.11 = 0.15
+    assert aualc(x, y, full_miou=0.6) == pytest.approx(0.15 / (0.3 * 0.6))
+    assert budget_to_reach(x, y, 0.6, 0.95) == 0.4     # 0.57 first reached at 0.4
+    assert budget_to_reach(x, y, 0.6, 0.80) == 0.2
+    assert budget_to_reach(x, y, 0.7, 0.95) is None
+    with pytest.raises(ValueError):
+        aualc([0.1], [0.3], 0.6)
+    with pytest.raises(ValueError):
+        aualc([0.2, 0.1], [0.3, 0.4], 0.6)
