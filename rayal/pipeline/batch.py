@@ -20,14 +20,6 @@ from rayal.scoring import MCDropoutScorer, MultiHeadScorer
 from rayal.scoring.tables import frame_columns, frame_embedding_rows, region_columns
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for but CUDA is not available")
-    return torch.device(name)
-
-
 def _nullable(values: np.ndarray, good: np.ndarray, total: int) -> pa.Array:
     """Scatter per-good-frame values (n, ...) into a column of ``total`` rows, null elsewhere."""
     valid = np.zeros(total, dtype=bool)
