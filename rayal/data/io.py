@@ -6,10 +6,19 @@ HDFS, file); schemes pyarrow does not know (``memory://``, ``az://``, ...)
 fall back to fsspec, wrapped as a pyarrow filesystem. Object-store filesystems
 are cached per (scheme, bucket, query) because creating one is expensive
 (credential and region look-ups).
+
+Object stores are configured the standard way, from the environment:
+credentials (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``
+or the node's role; ``GOOGLE_APPLICATION_CREDENTIALS`` for GCS), region, and
+for an S3-compatible store (MinIO, Ceph, a test server) ``AWS_ENDPOINT_URL``,
+which pyarrow reads when it builds the filesystem. A failure of the store
+itself (missing bucket, bad credentials, no permission) raises a
+:class:`StorageError` that names the URI and the likely fix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import posixpath
@@ -21,6 +30,11 @@ import pyarrow.fs as pafs
 from rayal.data.errors import FrameError
 
 __all__ = [
+    "StorageError",
+    "BucketNotFoundError",
+    "StorageAccessError",
+    "storage_errors",
+    "file_info",
     "has_scheme",
     "resolve_filesystem",
     "read_bytes",
@@ -33,6 +47,67 @@ __all__ = [
 ]
 
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+# How pyarrow's S3 / GCS filesystems word a missing bucket and refused credentials.
+_NO_BUCKET = re.compile(r"NO_SUCH_BUCKET|NoSuchBucket|Bucket '[^']*' not found|bucket does not exist",
+                        re.IGNORECASE)
+_DENIED = re.compile(r"ACCESS_DENIED|AccessDenied|INVALID_ACCESS_KEY_ID|SIGNATURE_DOES_NOT_MATCH|"
+                     r"EXPIRED_TOKEN|InvalidToken|HTTP status 40[13]|PERMISSION_DENIED|UNAUTHENTICATED")
+
+
+class StorageError(OSError):
+    """An object store refused an operation on ``uri`` (the message names it and the fix)."""
+
+    def __init__(self, message: str, uri: str):
+        super().__init__(message)
+        self.uri = uri
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class BucketNotFoundError(StorageError, FileNotFoundError):
+    """The bucket of ``uri`` does not exist (rayal never creates buckets)."""
+
+
+class StorageAccessError(StorageError, PermissionError):
+    """The store rejected the credentials, or they lack a permission, for ``uri``."""
+
+
+def _storage_error(uri: str, action: str, err: OSError) -> OSError:
+    """A :class:`StorageError` naming ``uri`` for a store failure; ``err`` itself otherwise."""
+    if not has_scheme(uri) or uri.startswith("file://"):
+        return err
+    parts = urlsplit(uri)
+    bucket = parts.netloc
+    text = str(err)
+    if _NO_BUCKET.search(text):
+        return BucketNotFoundError(f"{uri}: bucket '{bucket}' does not exist ({action}); "
+                                   "create it first, rayal never creates buckets", uri)
+    if _DENIED.search(text):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        where = f" at endpoint {endpoint}" if endpoint and parts.scheme == "s3" else ""
+        hint = ("GOOGLE_APPLICATION_CREDENTIALS or the node's service account" if parts.scheme == "gs"
+                else "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the node's IAM role")
+        return StorageAccessError(f"{uri}: access denied ({action}){where}: check the credentials "
+                                  f"({hint}) and their permissions on bucket '{bucket}' [{text}]", uri)
+    return StorageError(f"{uri}: {action} failed: {text}", uri)
+
+
+@contextlib.contextmanager
+def storage_errors(uri: str, action: str):
+    """Re-raise object-store failures inside the block as a :class:`StorageError` naming ``uri``.
+
+    Local paths and missing files / directories keep their usual exceptions.
+    """
+    try:
+        yield
+    except (StorageError, FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise
+    except OSError as err:
+        translated = _storage_error(os.fspath(uri), action, err)
+        if translated is err:
+            raise
+        raise translated from err
 
 
 def has_scheme(uri: str) -> bool:
@@ -97,6 +172,9 @@ def read_bytes(uri: str, *, frame_id: str | None = None) -> bytes:
     except IsADirectoryError:
         raise FrameError("is a directory, not a file", frame_id=frame_id, uri=str(uri)) from None
     except OSError as e:
+        store = _storage_error(os.fspath(uri), "reading", e)
+        if isinstance(store, (BucketNotFoundError, StorageAccessError)):
+            raise store from e  # the store refused: a configuration problem, not a bad frame
         # pyarrow reports missing objects on some stores as a generic OSError.
         if "not found" in str(e).lower() or "no such file" in str(e).lower():
             raise FrameError("missing file", frame_id=frame_id, uri=str(uri)) from None
@@ -107,10 +185,11 @@ def write_bytes(uri: str, data: bytes) -> None:
     """Write ``data`` to ``uri``, creating parent directories (local) as needed."""
     fs, path = resolve_filesystem(uri)
     parent = posixpath.dirname(path) if has_scheme(uri) else os.path.dirname(path)
-    if parent:
-        fs.create_dir(parent, recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(data)
+    with storage_errors(uri, "writing"):
+        if parent:
+            fs.create_dir(parent, recursive=True)
+        with fs.open_output_stream(path) as f:
+            f.write(data)
 
 
 def join_uri(base: str, *parts: str) -> str:
@@ -145,13 +224,20 @@ def parent_uri(uri: str) -> str:
 def makedirs(uri: str) -> None:
     """Create a directory and its parents (no-op if it exists; prefixes on object stores)."""
     fs, path = resolve_filesystem(uri)
-    fs.create_dir(path, recursive=True)
+    with storage_errors(uri, "creating a directory"):
+        fs.create_dir(path, recursive=True)
+
+
+def file_info(uri: str) -> tuple[pafs.FileSystem, str, pafs.FileInfo]:
+    """``(filesystem, path, FileInfo)`` of ``uri``; store failures raise :class:`StorageError`."""
+    fs, path = resolve_filesystem(uri)
+    with storage_errors(uri, "looking it up"):
+        return fs, path, fs.get_file_info(path)
 
 
 def exists(uri: str) -> bool:
-    """True if a file or directory exists at ``uri``."""
-    fs, path = resolve_filesystem(uri)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
+    """True if a file or directory exists at ``uri`` (False in a bucket that does not exist)."""
+    return file_info(uri)[2].type != pafs.FileType.NotFound
 
 
 def list_files(uri: str) -> list[tuple[str, str]]:
@@ -160,12 +246,12 @@ def list_files(uri: str) -> list[tuple[str, str]]:
     Raises FileNotFoundError naming the directory if it does not exist, and
     NotADirectoryError if it is a file.
     """
-    fs, path = resolve_filesystem(uri)
-    info = fs.get_file_info(path)
+    fs, path, info = file_info(uri)
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"directory not found: {uri}")
     if info.type != pafs.FileType.Directory:
         raise NotADirectoryError(f"not a directory: {uri}")
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+    with storage_errors(uri, "listing"):
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
     names = sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
     return [(n, join_uri(uri, n)) for n in names]

@@ -25,7 +25,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from rayal.data.io import has_scheme, makedirs, parent_uri, resolve_filesystem
+from rayal.data.io import file_info, has_scheme, makedirs, parent_uri, resolve_filesystem
 
 __all__ = [
     "MANIFEST_SCHEMA",
@@ -137,8 +137,7 @@ def write_manifest(table_or_records, uri: str, row_group_size: int = 65536) -> s
 
 def _open(uri: str):
     """(filesystem, path, is_directory) for an existing manifest."""
-    fs, path = resolve_filesystem(uri)
-    info = fs.get_file_info(path)
+    fs, path, info = file_info(uri)  # a refusing store raises StorageError naming the URI
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"manifest not found: {uri}")
     return fs, path, info.type == pafs.FileType.Directory

@@ -1,0 +1,292 @@
+"""``rayal submit [options] -- COMMAND ...`` and ``rayal jobs list | status | logs | stop``.
+
+``submit`` runs any ``rayal`` command (``run``, ``score``, ``tune``, ``train``,
+``pool ...``) as a Ray job through the Jobs API, then follows it: status, the
+driver's log streamed as it is written, and an exit code that mirrors the job
+(0 exactly when it SUCCEEDED, 1 FAILED, 3 STOPPED, 2 when nothing was submitted).
+The command is parsed and its config validated locally first, so a typo fails in
+a second instead of after the upload. Wire into ``rayal.cli.main`` with
+``add_submit_parsers(subparsers)`` and dispatch ``submit`` / ``jobs`` through
+:data:`COMMANDS`.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from rayal import __version__
+
+SUBMIT_EXAMPLE = """examples:
+  rayal submit --address http://HEAD:8265 -- score configs/camvid.yaml --set output_dir=s3://b/runs/r0
+  rayal submit --no-wait -- run configs/demo.yaml      # print the job id and return
+  rayal jobs logs raysubmit_XXXX --follow
+token: --token / --token-file, else RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token"""
+
+
+def _client_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", help="Jobs API, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS, "
+                        "RAY_ADDRESS, else http://127.0.0.1:8265)")
+    parser.add_argument("--token", help="cluster auth token (prefer RAY_AUTH_TOKEN or --token-file)")
+    parser.add_argument("--token-file", help="file holding the cluster auth token")
+
+
+def add_submit_parsers(subparsers) -> None:
+    """Add ``submit`` and ``jobs`` to the ``rayal`` sub-parsers."""
+    p = subparsers.add_parser(
+        "submit", help="run a rayal command as a Ray job on a cluster and follow it",
+        epilog=SUBMIT_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _client_args(p)
+    p.add_argument("--working-dir", default=".",
+                   help="directory uploaded as the job's working dir (default: .); holds the config")
+    p.add_argument("--no-working-dir", action="store_true",
+                   help="upload nothing: paths must exist on the cluster, rayal must be installed there")
+    p.add_argument("--exclude", action="append", default=[], help="extra upload exclude pattern")
+    p.add_argument("--pip", action="append", default=[],
+                   help="pip requirement installed for the job, e.g. rayal==0.1.0 (the local "
+                        "rayal package is then not uploaded)")
+    p.add_argument("--no-ship-code", action="store_true", help="use the rayal installed on the cluster")
+    p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
+                   help="environment variable for the job (NAME copies the local value)")
+    p.add_argument("--num-cpus", type=float, help="CPUs reserved for the driver (entrypoint)")
+    p.add_argument("--num-gpus", type=float, help="GPUs reserved for the driver (entrypoint)")
+    p.add_argument("--memory", type=int, help="bytes of memory reserved for the driver")
+    p.add_argument("--submission-id", help="job id (default rayal-<command>-<time>-<random>)")
+    p.add_argument("--python", default="python", help="python executable on the cluster")
+    p.add_argument("--no-wait", action="store_true", help="submit, print the id and return")
+    p.add_argument("--no-validate", action="store_true", help="skip the local config check")
+    p.add_argument("job_command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                   help="the rayal command to run, e.g. -- run configs/demo.yaml --set seed=1")
+
+    jobs = subparsers.add_parser("jobs", help="Ray jobs on a cluster: list, status, logs, stop")
+    sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    ls = sub.add_parser("list", help="jobs of the cluster, newest first")
+    _client_args(ls)
+    ls.add_argument("--limit", type=int, default=20, help="at most this many (0: all)")
+    ls.add_argument("--json", action="store_true")
+    for name, text in (("status", "one job's status"), ("logs", "one job's driver log"),
+                       ("stop", "stop a job")):
+        q = sub.add_parser(name, help=text)
+        _client_args(q)
+        q.add_argument("job_id")
+        if name == "logs":
+            q.add_argument("--follow", "-f", action="store_true",
+                           help="stream until the job ends; exit code mirrors the job")
+        if name == "stop":
+            q.add_argument("--no-wait", action="store_true", help="do not wait until it has stopped")
+
+
+def _note(message: str) -> None:
+    print(f"[rayal] {message}", file=sys.stderr, flush=True)
+
+
+def _client(args):
+    from rayal.pipeline.jobs_client import connect, resolve_token
+
+    return connect(args.address, resolve_token(args.token, args.token_file))
+
+
+# --- submit ------------------------------------------------------------------------------------
+def _check_command(argv: list[str], validate: bool):
+    """Parse the forwarded command with rayal's own parser; load its config when it has one."""
+    from rayal.cli.main import build_parser
+    from rayal.config import load_config
+
+    if not argv:
+        raise ValueError("no command to submit: rayal submit [options] -- score CONFIG [--set ...]")
+    if argv[0] in ("submit", "jobs"):
+        raise ValueError(f"'rayal {argv[0]}' runs on the submitting machine, not as a job")
+    ns = build_parser().parse_args(argv)  # a usage error exits 2 here, before any upload
+    config = None
+    if validate and hasattr(ns, "overrides"):
+        config = load_config(getattr(ns, "config", None), ns.overrides)
+    return ns, config
+
+
+def _place_config(argv: list[str], ns, working_dir: Path | None) -> list[str]:
+    """Rewrite the config path relative to the uploaded working dir (where the job runs)."""
+    given = getattr(ns, "config", None)
+    if given is None or working_dir is None:
+        return argv
+    path = Path(given).expanduser().resolve()
+    try:
+        rel = path.relative_to(working_dir)
+    except ValueError:
+        raise ValueError(f"config {given} is outside the working dir {working_dir} that is uploaded "
+                         "to the cluster: move it there or pass --working-dir DIR containing it") from None
+    out = list(argv)
+    out[out.index(given, 1)] = rel.as_posix()
+    return out
+
+
+def _warn_local_paths(config, command: str) -> None:
+    """Relative output locations end up in the job's temporary working dir on the cluster."""
+    from rayal.data import has_scheme
+
+    fields = [("output_dir", config.output_dir)]
+    if command not in ("score", "train", "evaluate"):  # the commands that use the pool coordinator
+        fields.append(("pool.state_dir", config.pool.state_dir))
+    for field, value in fields:
+        if not has_scheme(value) and not os.path.isabs(value):
+            _note(f"warning: {field}={value!r} is relative: on the cluster it is written inside the "
+                  "job's temporary working dir; use an s3:// / gs:// URI or a shared absolute path")
+
+
+def _code_modules(working_dir: Path | None, args) -> list[str]:
+    """The local rayal package to upload, if it is a source checkout not already in working_dir."""
+    import rayal
+
+    if args.pip or args.no_ship_code or args.no_working_dir:
+        return []
+    package = Path(rayal.__file__).resolve().parent
+    if working_dir is not None and package.is_relative_to(working_dir):
+        return []
+    if {"site-packages", "dist-packages"} & set(package.parts):
+        _note(f"using the rayal installed on the cluster (local: {__version__}, installed, not uploaded)")
+        return []
+    return [str(package)]
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from rayal.pipeline import jobs_client as jc
+
+    argv = list(args.job_command)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    ns, config = _check_command(argv, validate=not args.no_validate)
+    working_dir = None if args.no_working_dir else Path(args.working_dir).expanduser().resolve()
+    if working_dir is not None and not working_dir.is_dir():
+        raise FileNotFoundError(f"--working-dir {args.working_dir} is not a directory")
+    argv = _place_config(argv, ns, working_dir)
+    if config is not None:
+        _warn_local_paths(config, argv[0])
+    runtime_env = jc.build_runtime_env(
+        working_dir, py_modules=_code_modules(working_dir, args), pip=args.pip,
+        env_vars=jc.forwarded_env(args.env), excludes=args.exclude)
+    entry = jc.entrypoint(argv, args.python)
+    job_id = args.submission_id or (f"rayal-{argv[0]}-{dt.datetime.now():%Y%m%d-%H%M%S}-"
+                                    f"{uuid.uuid4().hex[:6]}")
+    try:
+        client = _client(args)
+        job_id = client.submit_job(
+            entrypoint=entry, submission_id=job_id, runtime_env=runtime_env,
+            metadata={"rayal_command": argv[0], "rayal_version": __version__},
+            entrypoint_num_cpus=args.num_cpus, entrypoint_num_gpus=args.num_gpus,
+            entrypoint_memory=args.memory)
+    except RuntimeError as err:  # JobsError, or the server refusing the submission
+        print(f"rayal submit: error: {err}", file=sys.stderr)
+        return 2
+    address = jc.resolve_address(args.address)
+    _note(f"submitted {job_id} to {address}: {entry}")
+    if args.no_wait:
+        _note(f"follow it with: rayal jobs logs {job_id} --follow --address {address}")
+        return 0
+    return _follow(client, job_id)
+
+
+def _follow(client, job_id: str) -> int:
+    from rayal.pipeline import jobs_client as jc
+
+    try:
+        jc.stream_logs(client, job_id)
+        info = jc.wait(client, job_id)
+    except KeyboardInterrupt:
+        _note(f"detached from {job_id}; it keeps running (stop it: rayal jobs stop {job_id})")
+        return 130
+    _note(_status_line(info))
+    return jc.exit_code(info.status)
+
+
+def _status_line(info) -> str:
+    line = f"job {info.submission_id or info.job_id} {info.status.value}"
+    if info.driver_exit_code is not None and info.status.value != "SUCCEEDED":
+        line += f" (driver exit code {info.driver_exit_code})"
+    if info.message and info.status.value != "SUCCEEDED":
+        line += ": " + info.message.split(", last available logs")[0].splitlines()[0]
+    return line
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+def _when(ms) -> str:
+    return "-" if not ms else dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(info) -> str:
+    if not info.start_time:
+        return "-"
+    end = info.end_time or dt.datetime.now().timestamp() * 1000
+    return f"{(end - info.start_time) / 1000:.1f} s"
+
+
+def _list(client, args) -> int:
+    jobs = sorted(client.list_jobs(), key=lambda j: j.start_time or 0, reverse=True)
+    if args.limit:
+        jobs = jobs[:args.limit]
+    if args.json:
+        print(json.dumps([{"submission_id": j.submission_id, "job_id": j.job_id,
+                           "status": j.status.value, "start_time": j.start_time,
+                           "end_time": j.end_time, "entrypoint": j.entrypoint,
+                           "driver_exit_code": j.driver_exit_code} for j in jobs], indent=2))
+        return 0
+    print(f"{'SUBMISSION ID':<36}  {'STATUS':<10}  {'START':<19}  {'DURATION':>9}  ENTRYPOINT")
+    for j in jobs:
+        entry = j.entrypoint if len(j.entrypoint) <= 70 else j.entrypoint[:67] + "..."
+        print(f"{j.submission_id or j.job_id:<36}  {j.status.value:<10}  {_when(j.start_time):<19}  "
+              f"{_duration(j):>9}  {entry}")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """``rayal jobs list | status | logs | stop``; returns the exit code."""
+    from rayal.pipeline import jobs_client as jc
+
+    try:
+        client = _client(args)
+        if args.jobs_command == "list":
+            return _list(client, args)
+        info = client.get_job_info(args.job_id)  # an unknown id fails here, naming it
+        if args.jobs_command == "status":
+            print(_status_line(info))
+        elif args.jobs_command == "logs":
+            if args.follow:
+                return _follow(client, args.job_id)
+            print(client.get_job_logs(args.job_id), end="")
+        elif args.jobs_command == "stop":
+            requested = client.stop_job(args.job_id)
+            if not requested:
+                print(f"job {args.job_id} had already ended: {info.status.value}")
+            elif not args.no_wait:
+                print(_status_line(jc.wait(client, args.job_id, timeout_s=120)))
+            else:
+                print(f"stop requested for job {args.job_id}")
+    except RuntimeError as err:  # JobsError, unknown job (404), server errors
+        print(f"rayal jobs {args.jobs_command}: error: {str(err).strip()}", file=sys.stderr)
+        return 2
+    return 0
+
+
+# --- jobs/*.py entry points ------------------------------------------------------------------------
+def job_argv(subcommand: str, config: str | None, overrides, rest=()) -> list[str]:
+    """``rayal`` argv for ``jobs/<subcommand>.py --config C --set K=V ... [extra args]``."""
+    return ([subcommand] + ([config] if config else [])
+            + [x for o in overrides for x in ("--set", o)] + list(rest))
+
+
+def job_entry(subcommand: str, argv: list[str] | None = None) -> int:
+    """Entry point of ``jobs/<subcommand>.py`` (plain ``ray job submit -- python jobs/x.py ...``)."""
+    from rayal.cli.main import main
+
+    parser = argparse.ArgumentParser(prog=f"jobs/{subcommand}.py",
+                                     description=f"Ray job entry point: `rayal {subcommand}`; other "
+                                                 "arguments are passed on")
+    parser.add_argument("--config", help="YAML config (defaults when omitted)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args, rest = parser.parse_known_args(argv)
+    return main(job_argv(subcommand, args.config, args.overrides, rest))
+
+
+COMMANDS = {"submit": cmd_submit, "jobs": cmd_jobs}
