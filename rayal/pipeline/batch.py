@@ -16,6 +16,7 @@ import torch
 
 from rayal.config.sections import PIXEL_MEASURES, RayalConfig
 from rayal.models import MadbalNet, model_from_config
+from rayal.models.device import resolve_device
 from rayal.scoring import MCDropoutScorer, MultiHeadScorer
 from rayal.scoring.tables import frame_columns, frame_embedding_rows, region_columns
 
