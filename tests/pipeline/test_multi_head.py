@@ -48,7 +48,7 @@ def madbal_checkpoint(tmp_path_factory) -> Path:
 
 
 def multi_head_config(out: Path, checkpoint: Path, *extra: str):
-    return load_config(REPO / "configs" / "demo.yaml", [
+    return load_config(Path(__file__).parent / "scoring.yaml", [
         "data.synthetic.num_frames=6", f"data.synthetic.height={H}", f"data.synthetic.width={W}",
         "scoring.mode=multi_head", "madbal.enabled=true", "scoring.measures=[entropy]",
         "scoring.units=[superpixel,patch]", "scoring.superpixel.n_segments=20",

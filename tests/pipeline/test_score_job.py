@@ -63,7 +63,7 @@ def _synthetic_config(out: Path, **scoring):
             "scoring.units=[patch,superpixel]", "scoring.superpixel.n_segments=20",
             "scoring.ovr=true", "scoring.embeddings=[frame,region]", "scoring.top_k_regions=3",
             "ray.cpus_per_actor=0.5", "ray.decode_cpus=0.25", f"output_dir={out}"]
-    return load_config(REPO / "configs" / "demo.yaml",
+    return load_config(Path(__file__).parent / "scoring.yaml",
                        base + [f"scoring.{k}={v}" for k, v in scoring.items()])
 
 
@@ -109,7 +109,7 @@ def test_score_loads_a_checkpoint(ray_local, tmp_path: Path):
     model = build_model(ModelConfig(arch="FPN", encoder="resnet18"), num_classes=8, seed=7)
     ckpt = save_checkpoint(tmp_path / "model.pt", model, meta={"round": 3})
     out = tmp_path / "ckpt-run"
-    code = main(["score", str(REPO / "configs" / "demo.yaml"), "--no-progress",
+    code = main(["score", str(Path(__file__).parent / "scoring.yaml"), "--no-progress",
                  "--model", str(ckpt), "--set", "data.synthetic.num_frames=4",
                  "--set", "scoring.units=[patch]", "--set", "ray.cpus_per_actor=0.5",
                  "--set", f"output_dir={out}"])
