@@ -85,8 +85,14 @@ def _note(message: str) -> None:
 
 
 def _client(args):
+    import logging
+
     from rayal.pipeline.jobs_client import connect, resolve_token
 
+    # Ray's client logs every package upload and websocket close at INFO; rayal says what matters
+    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
+                 "ray._private.runtime_env.packaging"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return connect(args.address, resolve_token(args.token, args.token_file))
 
 
@@ -170,6 +176,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     entry = jc.entrypoint(argv, args.python)
     job_id = args.submission_id or (f"rayal-{argv[0]}-{dt.datetime.now():%Y%m%d-%H%M%S}-"
                                     f"{uuid.uuid4().hex[:6]}")
+    uploads = [runtime_env.get("working_dir")] + runtime_env.get("py_modules", [])
+    if any(uploads):
+        _note("uploading " + " and ".join(u for u in uploads if u))
     try:
         client = _client(args)
         job_id = client.submit_job(
