@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 MANIFESTS = sorted((DEPLOY / "kuberay").glob("*.yaml"))
 IMAGE_WORKDIR = "/app"   # WORKDIR of both Dockerfiles: jobs/ is at /app/jobs
-# Subcommands other engineers are adding right now; an entry point may name them before they land.
-PENDING_COMMANDS = {"run", "tune"}
+# A subcommand another engineer is adding right now; an entry point may name it before it lands.
+PENDING_COMMANDS = {"tune"}
 
 
 def documents() -> list[dict]:
