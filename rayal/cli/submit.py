@@ -152,7 +152,8 @@ def _code_modules(working_dir: Path | None, args) -> list[str]:
     if working_dir is not None and package.is_relative_to(working_dir):
         return []
     if {"site-packages", "dist-packages"} & set(package.parts):
-        _note(f"using the rayal installed on the cluster (local: {__version__}, installed, not uploaded)")
+        _note(f"the job uses the rayal installed on the cluster (the local rayal {__version__} "
+              "is an installed release: not uploaded)")
         return []
     return [str(package)]
 
