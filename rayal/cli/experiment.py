@@ -12,10 +12,41 @@ def add_experiment_parsers(sub, add_config_args) -> None:
     run.add_argument("--resume", action="store_true", help="continue a stopped run in output_dir")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    compare = sub.add_parser(
+        "compare", help="strategies x seeds of each config's compare: section, side by side "
+        "(resumable: finished runs are kept)")
+    compare.add_argument("configs", nargs="+", metavar="CONFIG",
+                         help="YAML config(s); each is compared into its own output_dir")
+    compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a value of every config, e.g. compare.seeds=[0,1,2]")
+    compare.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    tune = sub.add_parser(
+        "tune", help="Ray Tune sweep of whole simulated runs over the tune: search space "
+        "(rerun with the same output_dir to resume)")
+    add_config_args(tune)
+    tune.add_argument("--no-progress", action="store_true", help="no Tune progress table")
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rayal.pipeline.experiment import run_with_baseline
 
     config = load_config(args.config, args.overrides)
     run_with_baseline(config, resume=args.resume, progress=not args.no_progress)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rayal.pipeline.compare import compare_all
+
+    configs = [load_config(path, args.overrides) for path in args.configs]   # all checked first
+    compare_all(configs, progress=not args.no_progress)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from rayal.pipeline.tune import run_tune
+
+    result = run_tune(load_config(args.config, args.overrides), progress=not args.no_progress)
+    print(f"\n{result['table']}\n(written to {result['output_dir']})")
     return 0

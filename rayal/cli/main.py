@@ -8,7 +8,7 @@ from pathlib import Path
 from rayal import __version__
 from rayal.cli.pool import add_pool_parser, cmd_pool
 from rayal.cli.submit import COMMANDS as SUBMIT_COMMANDS, add_submit_parsers
-from rayal.cli.experiment import add_experiment_parsers, cmd_run
+from rayal.cli.experiment import add_experiment_parsers, cmd_compare, cmd_run, cmd_tune
 from rayal.cli.train import add_train_parsers, cmd_evaluate, cmd_train
 from rayal.config import ConfigError, load_config
 from rayal.data.io import StorageError
@@ -57,6 +57,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 COMMANDS = {"score": cmd_score, "pool": cmd_pool, "train": cmd_train, "evaluate": cmd_evaluate, "run": cmd_run}
 COMMANDS.update(SUBMIT_COMMANDS)
+COMMANDS.update(compare=cmd_compare, tune=cmd_tune)
 
 
 def main(argv: list[str] | None = None) -> int:

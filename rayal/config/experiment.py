@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rayal.config.base import Section
 
@@ -34,7 +34,12 @@ class LoopConfig(Section):
 
 
 class CompareConfig(Section):
-    """``rayal compare``: strategies x seeds, each a whole run."""
+    """``rayal compare``: strategies x seeds, each a whole run into ``<output_dir>/<strategy>/seed<k>``.
+
+    A strategy's runs use ``params[strategy]`` as ``selection.params`` (the base
+    ``selection.params`` when it is the base strategy and has no entry; ``{}`` otherwise), then
+    ``overrides[strategy]`` (KEY=VALUE, e.g. ``scoring.mode=multi_head`` for MADBAL).
+    """
 
     strategies: list[str] = Field(default_factory=lambda: ["random", "entropy"])
     seeds: list[int] = Field(default_factory=lambda: [0])
@@ -46,22 +51,92 @@ class CompareConfig(Section):
     def _non_empty(self) -> "CompareConfig":
         if not self.strategies or not self.seeds:
             raise ValueError("compare.strategies and compare.seeds must not be empty")
+        for name, values in (("strategies", self.strategies), ("seeds", self.seeds)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"compare.{name} has duplicates: {values}")
+        _known_strategies("compare", self.strategies, self.params, self.overrides)
         return self
 
 
+def _known_strategies(section: str, strategies: list[str] | None, params: dict, overrides: dict) -> None:
+    """``params`` / ``overrides`` entries must name a strategy of the sweep (typo guard)."""
+    if strategies is None:
+        return
+    for name, table in (("params", params), ("overrides", overrides)):
+        extra = sorted(set(table) - set(strategies))
+        if extra:
+            raise ValueError(f"{section}.{name} has entries for {extra}, which are not among the "
+                             f"strategies {strategies}")
+
+
+DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
+
+
+def check_distribution(key: str, spec) -> None:
+    """One search-space entry: ``{choice|grid: [v, ...]}`` or ``{uniform|loguniform|randint: [lo, hi]}``
+    (``randint`` draws from ``lo .. hi - 1``, as ``tune.randint``)."""
+    where = f"tune.search_space[{key!r}]"
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise ValueError(f"{where} must be one of {{{' | '.join(DISTRIBUTIONS)}: ...}}, got {spec!r}")
+    (kind, args), = spec.items()
+    if kind not in DISTRIBUTIONS:
+        raise ValueError(f"{where}: unknown distribution {kind!r}; choose from {list(DISTRIBUTIONS)}")
+    if kind in ("choice", "grid"):
+        if not isinstance(args, list) or not args:
+            raise ValueError(f"{where}: {kind} needs a non-empty list of values, got {args!r}")
+        return
+    if not (isinstance(args, (list, tuple)) and len(args) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args)):
+        raise ValueError(f"{where}: {kind} needs [lo, hi] numbers, got {args!r}")
+    lo, hi = args
+    if not lo < hi:
+        raise ValueError(f"{where}: {kind} needs lo < hi, got [{lo}, {hi}]")
+    if kind == "loguniform" and lo <= 0:
+        raise ValueError(f"{where}: loguniform needs lo > 0, got {lo}")
+    if kind == "randint" and not all(isinstance(v, int) for v in args):
+        raise ValueError(f"{where}: randint needs integer bounds, got {args!r}")
+
+
 class TuneConfig(Section):
-    """``rayal tune``: a Ray Tune sweep where every trial is a whole simulated run."""
+    """``rayal tune``: a Ray Tune sweep where every trial is a whole simulated run.
+
+    Keys of ``search_space`` are dotted config keys (``selection.strategy``, ``train.lr``,
+    ``selection.params.aggregate``...). A trial whose strategy is not the base one starts from
+    ``params[strategy]`` (else ``{}``) and ``overrides[strategy]``, as in ``compare``; sampled
+    ``selection.params.*`` values its strategy does not take are left out of that trial.
+    """
 
     search_space: dict[str, dict] = Field(
         default_factory=lambda: {"selection.strategy": {"choice": ["random", "entropy"]}},
-        description="config key -> {choice: [...]} | {uniform: [lo, hi]} | {loguniform: [lo, hi]} "
-                    "| {randint: [lo, hi]}")
-    num_samples: int = Field(4, ge=1)
+        description="config key -> {choice: [...]} | {grid: [...]} | {uniform: [lo, hi]} | "
+                    "{loguniform: [lo, hi]} | {randint: [lo, hi]} (hi exclusive)")
+    params: dict[str, dict] = Field(default_factory=dict, description="strategy -> selection.params")
+    overrides: dict[str, list[str]] = Field(
+        default_factory=dict, description="strategy -> extra KEY=VALUE overrides for its trials")
+    num_samples: int = Field(4, ge=1, description="trials drawn (times the grid size with grid: entries)")
     scheduler: Literal["asha", "fifo"] = "asha"
     grace_period: int = Field(1, ge=1, description="ASHA: rounds before a trial may be stopped")
     reduction_factor: int = Field(2, ge=2)
     max_concurrent_trials: int | None = Field(None, ge=1, description="None: from the CPUs available")
-    cpus_per_trial: float = Field(1.0, gt=0)
-    gpus_per_trial: float = Field(0.0, ge=0)
-    name: str = "tune"
-    storage_path: str | None = Field(None, description="None: <output_dir>/ray_tune")
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs held by the trial process itself")
+    gpus_per_trial: float = Field(
+        0.0, ge=0, description="GPUs held by the trial process itself; its scoring actors and Ray "
+        "Train workers ask for their own (ray.gpus_per_actor, train.use_gpu), so usually 0")
+    name: str = Field("tune", pattern=r"^[A-Za-z0-9_.-]+$")
+    storage_path: str | None = Field(None, description="local or shared path; None: <output_dir>/ray_tune")
+
+    @field_validator("search_space")
+    @classmethod
+    def _distributions(cls, space: dict[str, dict]) -> dict[str, dict]:
+        if not space:
+            raise ValueError("tune.search_space must not be empty")
+        for key, spec in space.items():
+            check_distribution(key, spec)
+        return space
+
+    @model_validator(mode="after")
+    def _strategy_tables(self) -> "TuneConfig":
+        spec = self.search_space.get("selection.strategy") or {}
+        strategies = spec.get("choice", spec.get("grid"))
+        _known_strategies("tune", strategies, self.params, self.overrides)
+        return self

@@ -1,0 +1,309 @@
+"""``rayal compare``: strategies x seeds side by side, each a whole simulated AL run.
+
+Every run goes to ``<output_dir>/<strategy>/seed<k>``; all of them normalise their learning
+curve by one full-supervision reference, trained once into ``<output_dir>/full`` (or
+``loop.reference_dir``). The comparison is resumable: a run with ``summary.json`` is read
+back, an interrupted one is resumed round by round, so rerunning the command after a crash
+redoes only what was lost.
+
+Runs go one after the other in this driver on purpose: each run already spreads its work
+over the Ray cluster (the scoring actor pool, Ray Data decoding, Ray Train workers), so
+running them side by side would only make them compete for the same CPUs / GPUs. Sweeps
+whose trials should share a large cluster go through ``rayal tune``.
+
+Outputs in ``output_dir``: ``comparison.parquet`` (one row per strategy x seed x round, with
+the run's AuALC etc. on every row), ``comparison.md`` (the table also printed) and
+``comparison.png`` (mean +- std learning curve per strategy).
+"""
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from rayal.config import ConfigError, RayalConfig, dump_config
+from rayal.config.loader import config_from_dict
+from rayal.data import exists, has_scheme, join_uri, read_bytes, write_bytes
+from rayal.pipeline.reports import plot_learning_curves
+
+TABLE_FILE, PARQUET_FILE, PLOT_FILE = "comparison.md", "comparison.parquet", "comparison.png"
+# sections that may differ between the run that started a directory and the one resuming it
+_RUNTIME_SECTIONS = ("ray", "compare", "tune", "name")
+
+
+# --- files: local paths or s3:// gs:// URIs, like every run directory ------------------------
+def absolute(uri: str) -> str:
+    """A local path made absolute (workers may run elsewhere); a URI as it is."""
+    return uri if has_scheme(uri) else os.path.abspath(uri)
+
+
+def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(io.BytesIO(read_bytes(uri)), columns=columns)
+
+
+def write_table(table: pa.Table, uri: str) -> None:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    write_bytes(uri, sink.getvalue())
+
+
+def read_json(uri: str) -> dict:
+    return json.loads(read_bytes(uri))
+
+
+def save_figure(draw: Callable[[Path], None], uri: str) -> None:
+    """``draw(path)`` renders a PNG locally; it is then copied to ``uri``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "figure.png"
+        draw(local)
+        write_bytes(uri, local.read_bytes())
+
+
+# --- run configs --------------------------------------------------------------------------
+def strategy_class(name: str) -> type:
+    """The registered class of strategy ``name`` (ValueError naming it when unknown)."""
+    from rayal.selection import get_strategy, list_strategies
+
+    if name not in list_strategies():
+        raise ConfigError(f"unknown strategy {name!r}; choose from {list_strategies()}")
+    return type(get_strategy(name))
+
+
+def strategy_takes(name: str) -> set[str]:
+    """Parameters (``selection.params`` keys) the constructor of strategy ``name`` takes."""
+    return set(inspect.signature(strategy_class(name).__init__).parameters) - {"self"}
+
+
+def check_strategy_params(name: str, params: dict, where: str) -> None:
+    """Build the strategy once so that a bad parameter fails now, naming ``where``."""
+    from rayal.selection import get_strategy
+
+    unknown = sorted(set(params) - strategy_takes(name))
+    if unknown:
+        raise ConfigError(f"{where}: strategy {name!r} takes no parameter(s) {unknown}; it takes "
+                          f"{sorted(strategy_takes(name))}")
+    try:
+        get_strategy(name, **params)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def strategy_raw(base: RayalConfig, strategy: str, params: dict[str, dict],
+                 overrides: dict[str, list[str]], where: str) -> dict:
+    """The base config (as a dict) switched to ``strategy``: its ``params`` entry (or the base
+    params when it is the base strategy) and its ``overrides`` applied; validated."""
+    raw = base.model_dump(mode="json")
+    if strategy in params:
+        chosen = dict(params[strategy])
+    else:
+        chosen = dict(base.selection.params) if strategy == base.selection.strategy else {}
+    raw["selection"] = dict(raw["selection"], strategy=strategy, params=chosen)
+    raw["loop"] = dict(raw["loop"], baseline=None)   # a comparison holds its own baselines
+    extra = overrides.get(strategy, [])
+    config = config_from_dict(raw, extra, source=f"{where} (overrides {extra})")
+    check_strategy_params(strategy, config.selection.params, f"{where}.params[{strategy!r}]")
+    return config.model_dump(mode="json")
+
+
+def run_configs(config: RayalConfig) -> list[RayalConfig]:
+    """One config per strategy x seed, in ``compare.strategies`` then ``compare.seeds`` order."""
+    cc, out = config.compare, config.output_dir
+    ref = config.loop.reference_dir or join_uri(out, "full")
+    configs = []
+    for strategy in cc.strategies:
+        raw = strategy_raw(config, strategy, cc.params, cc.overrides, "compare")
+        for seed in cc.seeds:
+            run = dict(raw, seed=seed, name=f"{config.name}-{strategy}-seed{seed}",
+                       output_dir=join_uri(out, strategy, f"seed{seed}"))
+            run["loop"] = dict(raw["loop"], reference_dir=ref)
+            configs.append(config_from_dict(run, source=f"compare run {strategy}/seed{seed}"))
+    return configs
+
+
+def _flat(raw: dict, prefix: str = "") -> dict:
+    """Config dict -> {"section.key": value} (sub-sections and dicts stay whole values)."""
+    out = {}
+    for key, value in raw.items():
+        if prefix == "" and isinstance(value, dict):
+            for sub_key, sub in _flat(value, f"{key}.").items():
+                out[sub_key] = sub
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _comparable(raw: dict, ignore: tuple[str, ...]) -> dict:
+    return {k: v for k, v in _flat(raw).items() if k.split(".")[0] not in ignore}
+
+
+def check_same_config(config: RayalConfig, ignore: tuple[str, ...] = _RUNTIME_SECTIONS) -> None:
+    """A directory started with another setting must not be mixed with this one: compares
+    ``<output_dir>/config.yaml`` with ``config``, except the top-level keys in ``ignore``."""
+    path = join_uri(config.output_dir, "config.yaml")
+    if not exists(path):
+        return
+    before = _comparable(yaml.safe_load(read_bytes(path)) or {}, ignore)
+    now = _comparable(yaml.safe_load(dump_config(config)), ignore)
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if changed:
+        raise ConfigError(f"{config.output_dir} holds a run made with a different config "
+                          f"(differs in {changed}); remove it or choose another output_dir")
+
+
+def run_one(config: RayalConfig, *, progress: bool = True) -> tuple[dict, bool]:
+    """Run (or resume, or read back) one run; returns its summary and whether it was skipped."""
+    from rayal.pipeline.experiment import SUMMARY_FILE, run_experiment
+
+    check_same_config(config)
+    done = join_uri(config.output_dir, SUMMARY_FILE)
+    if exists(done):
+        return read_json(done), True
+    return run_experiment(config, resume=True, progress=progress), False
+
+
+def comparison_rows(configs: list[RayalConfig], summaries: list[dict]) -> list[dict]:
+    """One row per run x round: the round's metrics plus the run's summary values."""
+    from rayal.pipeline.experiment import ROUNDS_FILE
+
+    out = []
+    for config, s in zip(configs, summaries):
+        for row in read_table(join_uri(config.output_dir, ROUNDS_FILE)).to_pylist():
+            row = dict(row, round_strategy=row["strategy"], strategy=config.selection.strategy,
+                       seed=config.seed, run_dir=config.output_dir)
+            row.pop("checkpoint", None)
+            out.append(dict(row, unit=s["unit"], units_total=s["units_total"], aualc=s["aualc"],
+                            final_miou=s["final_miou"], full_miou=s["full_miou"],
+                            budget_to_90=s["budget_to_90"], budget_to_95=s["budget_to_95"],
+                            run_seconds=s["seconds"]))
+    return out
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+def _fmt(values: list, digits: int = 4) -> str:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "-"
+    m, s = _mean_std(values)
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def strategy_stats(config: RayalConfig, summaries: list[dict]) -> list[dict]:
+    """Per strategy (``compare.strategies`` order): AuALC / final mIoU mean and sample std over
+    seeds, mean labelled fraction to reach 90 / 95 % of full supervision and how often it did."""
+    stats = []
+    for strategy in config.compare.strategies:
+        runs = [s for s in summaries if s["strategy"] == strategy]
+        aualcs = [s["aualc"] for s in runs if s["aualc"] is not None]
+        entry = {"strategy": strategy, "runs": len(runs), "aualc": aualcs,
+                 "final_miou": [s["final_miou"] for s in runs],
+                 "minutes": float(np.mean([s["seconds"] for s in runs])) / 60}
+        for pct in (90, 95):
+            reached = [s[f"budget_to_{pct}"] for s in runs if s[f"budget_to_{pct}"] is not None]
+            entry[f"to_{pct}"] = reached
+        stats.append(entry)
+    return stats
+
+
+def comparison_table(config: RayalConfig, summaries: list[dict]) -> str:
+    """Markdown table (also printed): one line per strategy, ranked by mean AuALC below it."""
+    s0 = summaries[0]
+    lines = [f"# {config.name}: {len(config.compare.strategies)} strategies x "
+             f"{len(config.compare.seeds)} seed(s), unit {s0['unit']} ({s0['units_total']} in the pool)",
+             "", f"full-supervision mIoU {s0['full_miou']:.4f}; AuALC and mIoU: mean ± sample std "
+             "over seeds; 'to 95%': mean labelled fraction of pool units at the first round "
+             "reaching 95% of full supervision, over the seeds that reached it", "",
+             "| strategy | runs | AuALC | final mIoU | to 90% | reached | to 95% | reached | min/run |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    stats = strategy_stats(config, summaries)
+    for e in stats:
+        n = e["runs"]
+        lines.append(f"| {e['strategy']} | {n} | {_fmt(e['aualc'])} | {_fmt(e['final_miou'])} | "
+                     f"{_fmt(e['to_90'], 3)} | {len(e['to_90'])}/{n} | {_fmt(e['to_95'], 3)} | "
+                     f"{len(e['to_95'])}/{n} | {e['minutes']:.1f} |")
+    ranked = sorted((e for e in stats if e["aualc"]), key=lambda e: -np.mean(e["aualc"]))
+    if ranked:
+        lines += ["", "ranking by mean AuALC: " + " > ".join(e["strategy"] for e in ranked)]
+    return "\n".join(lines)
+
+
+def mean_curves(rows: list[dict], strategies: list[str]) -> dict[str, tuple]:
+    """strategy -> (mean labelled fraction, mean mIoU, std mIoU) per round over its seeds."""
+    curves = {}
+    for strategy in strategies:
+        own = [r for r in rows if r["strategy"] == strategy]
+        rounds = sorted({r["round"] for r in own})
+        x, y, sd = [], [], []
+        for rnd in rounds:
+            at = [r for r in own if r["round"] == rnd]
+            x.append(float(np.mean([r["labelled_fraction"] for r in at])))
+            m, s = _mean_std([r["miou"] for r in at])
+            y.append(m)
+            sd.append(s)
+        n = len({r["seed"] for r in own})
+        curves[f"{strategy} (n={n})"] = (x, y, np.asarray(sd))
+    return curves
+
+
+def write_comparison(config: RayalConfig, configs: list[RayalConfig], summaries: list[dict]) -> str:
+    """comparison.parquet, comparison.md and comparison.png; returns the table."""
+    out = config.output_dir
+    rows = comparison_rows(configs, summaries)
+    write_table(pa.Table.from_pylist(rows), join_uri(out, PARQUET_FILE))
+    table = comparison_table(config, summaries)
+    write_bytes(join_uri(out, TABLE_FILE), (table + "\n").encode())
+    curves = mean_curves(rows, config.compare.strategies)
+    save_figure(lambda path: plot_learning_curves(curves, summaries[0]["full_miou"], path),
+                join_uri(out, PLOT_FILE))
+    return table
+
+
+def run_comparison(config: RayalConfig, *, progress: bool = True) -> dict:
+    """Run every strategy x seed of ``config.compare`` (resumable) and write the comparison.
+
+    Returns ``{"table": str, "summaries": [run summary, ...], "skipped": int, "output_dir": str}``.
+    """
+    from rayal.pipeline.reference import full_supervision_miou
+    from rayal.pipeline.runtime import init_ray, write_run_metadata
+
+    configs = run_configs(config)   # validates every strategy's params and overrides up front
+    write_run_metadata(config, config.output_dir)
+    init_ray(config.ray)
+    full_supervision_miou(configs[0], progress=progress)   # trained once, shared by every run
+    summaries, skipped = [], 0
+    for i, run in enumerate(configs, 1):
+        if progress:
+            print(f"[{config.name}] run {i}/{len(configs)}: {run.selection.strategy} seed {run.seed}",
+                  flush=True)
+        summary, was_done = run_one(run, progress=progress)
+        summaries.append(summary)
+        skipped += was_done
+    table = write_comparison(config, configs, summaries)
+    return {"table": table, "summaries": summaries, "skipped": skipped,
+            "output_dir": config.output_dir}
+
+
+def compare_all(configs: list[RayalConfig], *, progress: bool = True) -> list[dict]:
+    """Several settings, each compared into its own ``output_dir`` (which must differ)."""
+    dirs = [absolute(c.output_dir) for c in configs]
+    if len(set(dirs)) != len(dirs):
+        raise ConfigError(f"each config given to rayal compare needs its own output_dir, got {dirs}")
+    results = []
+    for config in configs:
+        result = run_comparison(config, progress=progress)
+        print(f"\n{result['table']}\n(written to {result['output_dir']})\n", flush=True)
+        results.append(result)
+    return results

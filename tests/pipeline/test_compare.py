@@ -1,0 +1,96 @@
+"""``rayal compare`` on a tiny synthetic pool: 2 strategies x 1 seed, real Ray Data + Ray Train."""
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from rayal.cli.main import main
+from rayal.config import ConfigError, load_config
+from rayal.pipeline.compare import run_configs
+
+CONFIG = {
+    "name": "tiny-compare", "seed": 0, "device": "cpu",
+    "data": {"num_classes": 8, "synthetic": {"num_frames": 16, "height": 32, "width": 48, "eval_frames": 8}},
+    "model": {"arch": "Unet", "encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
+    "scoring": {"measures": ["entropy"], "mc_samples": 0, "units": ["patch"], "grid": [2, 2],
+                "batch_size": 8, "top_k_regions": None},
+    "selection": {"strategy": "entropy", "params": {"aggregate": "mean"}, "budget": 4},
+    "pool": {"unit": "image"},
+    "train": {"epochs": 2, "batch_size": 4, "patience": None},
+    "loop": {"initial": 4, "max_labelled": 8, "full_miou": 0.5, "plot_frames": 0},
+    "ray": {"cpus_per_actor": 0.5},
+    "compare": {"strategies": ["random", "entropy"], "seeds": [0],
+                "params": {"entropy": {"aggregate": "max"}}},
+}
+
+
+def _write(tmp_path, **changes):
+    cfg = dict(CONFIG, output_dir=str(tmp_path / "cmp"), **changes)
+    path = tmp_path / "cmp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def compared(ray_local, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compare")
+    path = _write(tmp)
+    assert main(["compare", str(path), "--no-progress"]) == 0
+    return tmp, path
+
+
+def test_comparison_outputs(compared, capsys):
+    tmp, _ = compared
+    out = tmp / "cmp"
+    rows = pq.read_table(out / "comparison.parquet").to_pylist()
+    # one row per strategy x seed x round: rounds 0 (4 initial) and 1 (+4 = max_labelled 8)
+    assert sorted((r["strategy"], r["seed"], r["round"]) for r in rows) == [
+        ("entropy", 0, 0), ("entropy", 0, 1), ("random", 0, 0), ("random", 0, 1)]
+    assert {r["round_strategy"] for r in rows if r["round"] == 0} == {"random"}
+    for strategy in ("random", "entropy"):
+        run = out / strategy / "seed0"
+        summary = json.loads((run / "summary.json").read_text())
+        own = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["round"])
+        assert [r["labelled_units"] for r in own] == [4, 8]
+        assert all(r["aualc"] == pytest.approx(summary["aualc"]) for r in own)
+        y = [r["miou"] for r in own]
+        assert summary["aualc"] == pytest.approx((y[0] + y[1]) / 2 / 0.5)   # span-normalised trapezoid
+        assert all(r["full_miou"] == 0.5 and r["run_dir"] == str(run) for r in own)
+    assert load_config(out / "entropy" / "seed0" / "config.yaml").selection.params == {"aggregate": "max"}
+    assert load_config(out / "random" / "seed0" / "config.yaml").selection.params == {}
+    table = (out / "comparison.md").read_text()
+    for strategy in ("random", "entropy"):
+        line = next(ln for ln in table.splitlines() if ln.startswith(f"| {strategy} |"))
+        aualc = json.loads((out / strategy / "seed0" / "summary.json").read_text())["aualc"]
+        assert f"{aualc:.4f} ± 0.0000" in line and "/1 |" in line
+    assert "ranking by mean AuALC" in table
+    assert (out / "comparison.png").stat().st_size > 5000
+
+
+def test_rerun_skips_finished_runs(compared, capsys):
+    tmp, path = compared
+    run = tmp / "cmp" / "random" / "seed0"
+    stamp = (run / "rounds.parquet").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["compare", str(path), "--no-progress"]) == 0
+    assert (run / "rounds.parquet").stat().st_mtime_ns == stamp   # not rerun
+    assert "| random | 1 |" in capsys.readouterr().out
+
+
+def test_changed_setting_is_not_mixed_into_a_finished_run(compared, capsys):
+    tmp, path = compared
+    assert main(["compare", str(path), "--no-progress", "--set", "train.lr=0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "train.lr" in err
+
+
+def test_bad_strategy_params_named_before_any_run(tmp_path):
+    config = load_config(_write(tmp_path), ["compare.params={entropy: {aggregat: max}}"])
+    with pytest.raises(ConfigError, match=r"compare\.params\['entropy'\].*aggregat"):
+        run_configs(config)
+    config = load_config(_write(tmp_path), ["compare.strategies=[random, entropyy]", "compare.params={}"])
+    with pytest.raises(ConfigError, match="unknown strategy 'entropyy'"):
+        run_configs(config)
+    with pytest.raises(ConfigError, match=r"compare.params has entries for \['meal'\]"):
+        load_config(_write(tmp_path), ["compare.params={meal: {}}"])
