@@ -159,14 +159,19 @@ def _ingest(config, handle, args) -> None:
 def cmd_pool(args: argparse.Namespace) -> int:
     """Run one ``rayal pool`` subcommand; returns the exit code."""
     from rayal.config import load_config
-    from rayal.data import FrameError
+    from rayal.data import FrameError, makedirs
+    from rayal.data.io import StorageError
     from rayal.pipeline.runtime import init_ray
-    from rayal.pool.coordinator import get_or_create_coordinator
+    from rayal.pool.coordinator import get_or_create_coordinator, pool_state_dir
     from rayal.pool.journal import JournalCorruptError
 
     config = load_config(args.config, args.overrides)
     init_ray(config.ray)
     try:
+        # checked here, not in the actor: a store that refuses pool.state_dir (missing bucket,
+        # bad credentials) is named on the command line, not in a traceback of the detached
+        # actor's failed constructor
+        makedirs(pool_state_dir(config.pool))
         handle = get_or_create_coordinator(config.pool)
         if args.pool_command == "init":
             _init(config, handle)
@@ -181,7 +186,8 @@ def cmd_pool(args: argparse.Namespace) -> int:
             print(json.dumps(status, indent=2))
         elif args.pool_command in ("init", "ingest", "status"):
             print_status(status, config.data.class_names)
-    except (FrameError, JournalCorruptError, KeyError) as err:   # LabelError is a FrameError
+    # LabelError is a FrameError; StorageError: a store refusing pool.state_dir or a table
+    except (FrameError, JournalCorruptError, KeyError, StorageError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"rayal pool {args.pool_command}: error: {message}", file=sys.stderr)
         return 2

@@ -7,8 +7,10 @@ back, so frames of any size (CamVid's 360x480) go through unchanged.
 """
 from __future__ import annotations
 
+import io
+import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import segmentation_models_pytorch as smp
 import torch
@@ -131,12 +133,12 @@ def _build(config: ModelConfig, num_classes: int) -> SegmentationNet:
     return SegmentationNet(net, num_classes, config)
 
 
-def save_checkpoint(path: str | Path, model: SegmentationNet, meta: dict | None = None) -> Path:
-    """Weights + model config (+ the MADBAL config of a MadbalNet) in one file that
-    :func:`load_checkpoint` reads alone."""
+def checkpoint_bytes(model: SegmentationNet, meta: dict | None = None) -> bytes:
+    """A rayal checkpoint as bytes: weights + model config (+ the MADBAL config of a MadbalNet),
+    everything :func:`model_from_checkpoint_bytes` needs to rebuild the model alone.
+
+    Bytes, so the caller stores them anywhere (a local file, ``s3://``, ``gs://``)."""
     madbal = getattr(model, "madbal_config", None)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -148,21 +150,22 @@ def save_checkpoint(path: str | Path, model: SegmentationNet, meta: dict | None 
         "state_dict": model.state_dict(),
         "meta": meta or {},
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
-    return path
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SegmentationNet, dict]:
+def model_from_checkpoint_bytes(data: bytes, source: str = "<bytes>",
+                                map_location: str | torch.device = "cpu"
+                                ) -> tuple[SegmentationNet, dict]:
     """Rebuild the model a checkpoint describes (a MadbalNet when it carries a MADBAL config)
-    and load its weights. Returns (model, meta)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model.checkpoint: no such file {path}")
-    payload = torch.load(path, map_location=map_location, weights_only=False)
+    and load its weights. ``source`` names the checkpoint in errors. Returns (model, meta)."""
+    try:
+        payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise ValueError(f"model.checkpoint {source} is not a rayal checkpoint ({err})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"model.checkpoint {path} is not a rayal checkpoint")
+        raise ValueError(f"model.checkpoint {source} is not a rayal checkpoint")
     model_config = ModelConfig.model_validate(payload["model_config"])
     madbal = payload.get("madbal")  # absent in checkpoints of plain models
     madbal = MadbalConfig.model_validate(madbal) if madbal else None
@@ -171,16 +174,42 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return model, dict(payload.get("meta", {}))
 
 
+def save_checkpoint(path: str | Path, model: SegmentationNet, meta: dict | None = None) -> Path:
+    """:func:`checkpoint_bytes` into a local file (atomically); returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(checkpoint_bytes(model, meta))
+    tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SegmentationNet, dict]:
+    """The model and meta of a local checkpoint file (see :func:`model_from_checkpoint_bytes`).
+
+    Checkpoints on object stores are read by ``rayal.train.checkpoint.read_checkpoint``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.checkpoint: no such file {path}")
+    return model_from_checkpoint_bytes(path.read_bytes(), str(path), map_location)
+
+
+CheckpointLoader = Callable[[str], "tuple[SegmentationNet, dict]"]
+
+
 def model_from_config(config: ModelConfig, num_classes: int | None, seed: int = 0,
-                      madbal: MadbalConfig | None = None) -> SegmentationNet:
+                      madbal: MadbalConfig | None = None, *,
+                      load: CheckpointLoader | None = None) -> SegmentationNet:
     """The checkpoint when one is given, else a fresh model with ``num_classes``.
 
     ``madbal.enabled``: a fresh model is built as a MadbalNet; a plain checkpoint is wrapped
     with fresh extra modules (seeded by ``seed``); a MadbalNet checkpoint loads as saved.
     A MadbalNet checkpoint stays a MadbalNet without ``madbal`` (forward is unchanged).
+    ``load(checkpoint) -> (model, meta)`` reads the checkpoint (default :func:`load_checkpoint`,
+    local files; pass ``rayal.train.checkpoint.read_checkpoint`` for URIs).
     """
     if config.checkpoint:
-        model, _ = load_checkpoint(config.checkpoint)
+        model, _ = (load or load_checkpoint)(config.checkpoint)
         if num_classes is not None and model.num_classes != num_classes:
             raise ValueError(f"model.checkpoint has {model.num_classes} classes, "
                              f"data.num_classes is {num_classes}")

@@ -19,6 +19,7 @@ from rayal.models import MadbalNet, model_from_config
 from rayal.models.device import resolve_device
 from rayal.scoring import MCDropoutScorer, MultiHeadScorer
 from rayal.scoring.tables import frame_columns, frame_embedding_rows, region_columns
+from rayal.train.checkpoint import read_checkpoint
 
 
 def _nullable(values: np.ndarray, good: np.ndarray, total: int) -> pa.Array:
@@ -63,14 +64,17 @@ class FrameBatchScorer:
 
     def _load_model(self):
         """MC-dropout mode: any model. Multi-head mode: a MadbalNet; a checkpoint must hold
-        trained MADBAL modules (a plain one would score with untrained heads, so it is refused)."""
+        trained MADBAL modules (a plain one would score with untrained heads, so it is refused).
+        ``model.checkpoint`` is a local path or a URI (``s3://.../best.pt``)."""
         cfg = self.config
         if cfg.scoring.mode != "multi_head":
-            return model_from_config(cfg.model, cfg.data.num_classes, seed=cfg.seed)
+            return model_from_config(cfg.model, cfg.data.num_classes, seed=cfg.seed,
+                                     load=read_checkpoint)
         if not cfg.model.checkpoint:  # a fresh model, as MC-dropout mode scores one
             return model_from_config(cfg.model, cfg.data.num_classes, seed=cfg.seed,
                                      madbal=cfg.madbal)
-        model = model_from_config(cfg.model, cfg.data.num_classes, seed=cfg.seed)
+        model = model_from_config(cfg.model, cfg.data.num_classes, seed=cfg.seed,
+                                  load=read_checkpoint)
         if not isinstance(model, MadbalNet):
             raise ValueError(f"model.checkpoint {cfg.model.checkpoint} holds no MADBAL modules; "
                              "scoring.mode 'multi_head' needs a model trained with madbal.enabled")

@@ -11,66 +11,70 @@ finished round), ``summary.json`` and PNG plots. A stopped run resumes with ``--
 finished rounds are kept, the interrupted one is redone phase by phase (selection and
 ingest are idempotent, training resumes from its last checkpoint), so the results equal an
 uninterrupted run with the same seed.
+
+``output_dir`` is a local path or an ``s3://`` / ``gs://`` URI: every file of the run directory
+(pool state, score tables, checkpoints, tables, plots) is written through :mod:`rayal.data.io`,
+so a run on a cluster keeps nothing on the driver's disk and resumes from the bucket.
 """
 from __future__ import annotations
 
 import json
 import math
-import shutil
+import os
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from rayal.config.sections import PoolConfig, RayalConfig
+from rayal.data import exists, join_uri
 from rayal.pipeline.frames import pool_frame_batches
 from rayal.pipeline.annotate import annotate_round, pool_units_total
 from rayal.pipeline.reference import full_supervision_miou
 from rayal.pipeline.reports import curve_table, write_plots
 from rayal.pipeline.runtime import init_ray, write_run_metadata
+from rayal.pipeline.storage import read_parquet, remove_tree, write_json, write_parquet
 from rayal.train.metrics import aualc, budget_to_reach
 
 ROUNDS_FILE, SUMMARY_FILE = "rounds.parquet", "summary.json"
 
 
-def _round_dir(run_dir: Path, r: int) -> Path:
-    return run_dir / f"round_{r:03d}"
+def _round_dir(run_dir: str, r: int) -> str:
+    return join_uri(run_dir, f"round_{r:03d}")
 
 
-def _finished_rounds(run_dir: Path) -> list[dict]:
-    path = run_dir / ROUNDS_FILE
-    return pq.read_table(path).to_pylist() if path.is_file() else []
+def _finished_rounds(run_dir: str) -> list[dict]:
+    path = join_uri(run_dir, ROUNDS_FILE)
+    return read_parquet(path).to_pylist() if exists(path) else []
 
 
-def _write_rounds(run_dir: Path, rows: list[dict]) -> None:
-    tmp = run_dir / (ROUNDS_FILE + ".tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    tmp.replace(run_dir / ROUNDS_FILE)   # a finished round is recorded atomically
+def _write_rounds(run_dir: str, rows: list[dict]) -> None:
+    # a finished round is recorded atomically (temp file + rename locally, one PUT in a bucket)
+    write_parquet(pa.Table.from_pylist(rows), join_uri(run_dir, ROUNDS_FILE))
 
 
 def _budget_units(value: float, total: int) -> int:
     return int(math.ceil(value * total)) if value <= 1 else int(value)
 
 
-def _score(config: RayalConfig, round_dir: Path, checkpoint: str | None, labelled_ids: list[str]) -> str:
+def _score(config: RayalConfig, round_dir: str, checkpoint: str | None, labelled_ids: list[str]) -> str:
     """Score the pool with the current model into ``round_dir/scores`` (redone if incomplete)."""
     from rayal.pipeline.score_job import run_scoring
 
-    scores = round_dir / "scores"
-    if (scores / "score_summary.json").is_file():
-        return str(scores)
-    shutil.rmtree(scores, ignore_errors=True)
+    scores = join_uri(round_dir, "scores")
+    if exists(join_uri(scores, "score_summary.json")):
+        return scores
+    remove_tree(scores)
     model = config.model.model_copy(update={"checkpoint": checkpoint})
-    run_scoring(config.model_copy(update={"output_dir": str(scores), "model": model}), progress=False)
+    run_scoring(config.model_copy(update={"output_dir": scores, "model": model}), progress=False)
     if config.selection.strategy == "vaal" and labelled_ids:
         from rayal.pipeline.vaal_job import run_vaal_scoring
-        shutil.rmtree(round_dir / "vaal", ignore_errors=True)
-        run_vaal_scoring(config, labelled_ids, str(round_dir / "vaal"), progress=False)
-        return str(round_dir / "vaal")
-    return str(scores)
+        vaal = join_uri(round_dir, "vaal")
+        remove_tree(vaal)
+        run_vaal_scoring(config, labelled_ids, vaal, progress=False)
+        return vaal
+    return scores
 
 
 def _select(config, pool, r: int, score_dir: str, budget: dict, strategy: str, params: dict):
@@ -85,7 +89,7 @@ def _select(config, pool, r: int, score_dir: str, budget: dict, strategy: str, p
     return pool.select(strategy, params, budget, r, score_dir, seed=config.seed * 1000 + r)
 
 
-def _train(config: RayalConfig, pool, round_dir: Path, prev: str | None, r: int, query) -> str:
+def _train(config: RayalConfig, pool, round_dir: str, prev: str | None, r: int, query) -> str:
     from rayal.pipeline.pseudo import ceal_pseudo_labels
     from rayal.train.dataset import specs_from_units
     from rayal.train.trainer import fit
@@ -97,7 +101,8 @@ def _train(config: RayalConfig, pool, round_dir: Path, prev: str | None, r: int,
     if threshold and config.train.pseudo_labels and prev:
         pseudo = ceal_pseudo_labels(config, prev, {s.frame_id for s in specs}, float(threshold),
                                     max_frames=max(len(specs), 1))
-    state = fit(config, specs, round_dir / "train", init_checkpoint=prev if config.train.warm_start else None,
+    state = fit(config, specs, join_uri(round_dir, "train"),
+                init_checkpoint=prev if config.train.warm_start else None,
                 pseudo=pseudo, run_name=f"{config.name}-round{r}")
     return state["best_checkpoint"]
 
@@ -105,21 +110,21 @@ def _train(config: RayalConfig, pool, round_dir: Path, prev: str | None, r: int,
 def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool = True,
                    report: Callable[[dict], None] | None = None) -> dict:
     """Run (or resume) one AL experiment; returns the summary written to ``summary.json``."""
-    from rayal.models import load_checkpoint
     from rayal.pipeline.train_job import evaluate_model
     from rayal.pool.coordinator import PoolCoordinator
+    from rayal.train.checkpoint import read_checkpoint
 
-    run_dir = Path(config.output_dir)
+    run_dir = os.fspath(config.output_dir)
     rows = _finished_rounds(run_dir)
     if rows and not resume:
         raise ValueError(f"{run_dir} already holds a run ({len(rows)} round(s)); pass --resume "
                          "to continue it or choose another output_dir")
-    write_run_metadata(config, str(run_dir))
+    write_run_metadata(config, run_dir)
     init_ray(config.ray)
     started = time.perf_counter()
     full_miou = full_supervision_miou(config, progress=progress)
     pool = PoolCoordinator(PoolConfig(project="run", unit=config.pool.unit,
-                                      state_dir=str(run_dir / "pool"), snapshot_every=1000))
+                                      state_dir=join_uri(run_dir, "pool"), snapshot_every=1000))
     for batch in pool_frame_batches(config.data):
         pool.register(pa.Table.from_batches([batch]))
     total = pool_units_total(config, pool.state.num_frames)
@@ -155,10 +160,10 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
         times["annotate"], tic = time.perf_counter() - tic, time.perf_counter()
         checkpoint = _train(config, pool, round_dir, prev, r, query)
         times["train"], tic = time.perf_counter() - tic, time.perf_counter()
-        metrics = evaluate_model(load_checkpoint(checkpoint)[0], config)
+        metrics = evaluate_model(read_checkpoint(checkpoint)[0], config)
         times["eval"] = time.perf_counter() - tic
         if not lp.keep_scores and r > 0:
-            shutil.rmtree(round_dir / "scores", ignore_errors=True)
+            remove_tree(join_uri(round_dir, "scores"))
         labelled_units = labelled + cost["units"]
         rows.append({
             "round": r, "strategy": strategy, "seed": config.seed,
@@ -182,7 +187,7 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
     if bar is not None:
         bar.close()
     summary = summarize(rows, full_miou, total, config, time.perf_counter() - started)
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    write_json(join_uri(run_dir, SUMMARY_FILE), summary)
     write_plots(config, run_dir, rows, full_miou, pool)
     pool.close()
     return summary
@@ -210,18 +215,18 @@ def run_with_baseline(config: RayalConfig, *, resume: bool = False, progress: bo
     summaries = [run_experiment(config, resume=resume, progress=progress)]
     if config.loop.baseline:
         base = config.model_copy(deep=True)
-        base.output_dir = str(Path(config.output_dir) / f"baseline_{config.loop.baseline}")
+        base.output_dir = join_uri(config.output_dir, f"baseline_{config.loop.baseline}")
         base.selection.strategy = config.loop.baseline
         base.selection.params = {}
         base.loop.baseline = None
-        base.loop.reference_dir = config.loop.reference_dir or str(Path(config.output_dir) / "full")
+        base.loop.reference_dir = config.loop.reference_dir or join_uri(config.output_dir, "full")
         summaries.append(run_experiment(base, resume=resume, progress=progress))
-    print(curve_table([Path(s_dir) for s_dir in _dirs(config)]))
+    print(curve_table(_dirs(config)))
     return summaries
 
 
 def _dirs(config: RayalConfig) -> list[str]:
     out = [config.output_dir]
     if config.loop.baseline:
-        out.append(str(Path(config.output_dir) / f"baseline_{config.loop.baseline}"))
+        out.append(join_uri(config.output_dir, f"baseline_{config.loop.baseline}"))
     return out

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from rayal.config.sections import DataConfig, ScoringConfig
+from rayal.data.io import StorageError
 from rayal.data.splits import folder_dataset
 from rayal.data import (FrameError, is_synthetic_uri, load_image, load_synthetic,
                         manifest_num_rows, synthetic_uri, unit_region_map,
@@ -50,7 +51,10 @@ class DecodeFrames:
     ``regions_<unit>`` (H, W) int32 map per requested unit, and ``error``.
 
     A frame that cannot be read or decoded keeps its row with ``error`` set and a
-    1x1 placeholder image; the scoring stage passes it to the quarantine table.
+    1x1 placeholder image; the scoring stage passes it to the quarantine table. A store that
+    refuses the read (missing bucket, bad credentials: :class:`rayal.data.io.StorageError`)
+    fails the job instead: it is a configuration problem, and quarantining every frame of
+    the pool for it would corrupt the pool state.
     """
 
     def __init__(self, data: DataConfig, scoring: ScoringConfig):
@@ -76,6 +80,8 @@ class DecodeFrames:
                 error = ""
             except FrameError as err:
                 image, maps, error = np.zeros((1, 1, 3), np.uint8), {}, str(err)
+            except StorageError:
+                raise
             except Exception as err:  # noqa: BLE001 - any bad frame is quarantined, never fatal
                 image, maps, error = (np.zeros((1, 1, 3), np.uint8), {},
                                       f"frame {frame_id} ({uri}): {type(err).__name__}: {err}")

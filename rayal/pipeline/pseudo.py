@@ -12,10 +12,10 @@ import torch
 
 from rayal.config.sections import RayalConfig
 from rayal.data.splits import labelled_split
-from rayal.models import load_checkpoint
 from rayal.models.device import resolve_device
 from rayal.scoring import measures as M
 from rayal.selection.ceal import pseudo_label_mask
+from rayal.train.checkpoint import read_checkpoint
 
 
 @torch.no_grad()
@@ -27,7 +27,7 @@ def ceal_pseudo_labels(config: RayalConfig, checkpoint: str, labelled: set[str],
     rng = np.random.default_rng([config.seed, len(labelled)])
     chosen = sorted(rng.choice(candidates, size=min(max_frames, len(candidates)), replace=False))
     device = resolve_device(config.device)
-    model = load_checkpoint(checkpoint)[0].to(device).eval()
+    model = read_checkpoint(checkpoint)[0].to(device).eval()   # a local path or a URI
     out = {}
     for frame_id in chosen:
         image, _ = split.load(frame_id)

@@ -2,30 +2,33 @@
 
 ``loop.full_miou`` when given; otherwise the model is trained once on every frame of the pool
 split (``rayal train --full``) and its eval mIoU cached in ``<reference_dir>/metrics.json``,
-so every run, resume, comparison and Tune trial of one setting shares it.
+so every run, resume, comparison and Tune trial of one setting shares it. The reference
+directory is a local path or an ``s3://`` / ``gs://`` URI.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from rayal.config.sections import RayalConfig
+from rayal.data import exists, join_uri
+from rayal.data.io import parent_uri
 
 
-def reference_dir(config: RayalConfig) -> Path:
-    return Path(config.loop.reference_dir or Path(config.output_dir) / "full")
+def reference_dir(config: RayalConfig) -> str:
+    return str(config.loop.reference_dir or join_uri(config.output_dir, "full"))
 
 
 def full_supervision_miou(config: RayalConfig, *, progress: bool = False) -> float:
     if config.loop.full_miou is not None:
         return float(config.loop.full_miou)
+    from rayal.pipeline.storage import read_json
+
     target = reference_dir(config)
-    cached = target / "metrics.json"
-    if cached.is_file():
-        return float(json.loads(cached.read_text())["miou"])
+    cached = join_uri(target, "metrics.json")
+    if exists(cached):
+        return float(read_json(cached)["miou"])
     from rayal.pipeline.train_job import run_training
 
     ref = config.model_copy(deep=True)
-    ref.output_dir = str(target.parent)
-    summary = run_training(ref, full=True, progress=progress, out_name=target.name)
+    ref.output_dir = parent_uri(target)
+    name = target.rstrip("/").rsplit("/", 1)[-1]
+    summary = run_training(ref, full=True, progress=progress, out_name=name)
     return float(summary.eval_miou)

@@ -1,13 +1,17 @@
-"""Tables and PNG plots of AL runs: learning curve, selected-class shares, selected regions."""
+"""Tables and PNG plots of AL runs: learning curve, selected-class shares, selected regions.
+
+Run directories and plot paths are local paths or ``s3://`` / ``gs://`` URIs.
+"""
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from rayal.config.sections import RayalConfig
+from rayal.data import join_uri
+from rayal.pipeline.storage import read_json, read_parquet, save_figure
 
 
 def _plt():
@@ -17,12 +21,12 @@ def _plt():
     return plt
 
 
-def curve_table(run_dirs: list[Path]) -> str:
+def curve_table(run_dirs: list[str | Path]) -> str:
     """Learning curves side by side: labelled fraction and mIoU per round, per run."""
     runs = []
-    for d in run_dirs:
-        rows = pq.read_table(d / "rounds.parquet").to_pylist()
-        summary = json.loads((d / "summary.json").read_text())
+    for d in map(os.fspath, run_dirs):
+        rows = read_parquet(join_uri(d, "rounds.parquet")).to_pylist()
+        summary = read_json(join_uri(d, "summary.json"))
         runs.append((summary["strategy"], rows, summary))
     n = max(len(rows) for _, rows, _ in runs)
     head = f"{'round':>5}" + "".join(f"{'labelled ' + s:>22}{'mIoU':>8}" for s, _, _ in runs)
@@ -41,7 +45,7 @@ def curve_table(run_dirs: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def plot_learning_curves(curves: dict[str, tuple], full_miou: float | None, path: Path,
+def plot_learning_curves(curves: dict[str, tuple], full_miou: float | None, path: str | Path,
                          xlabel: str = "labelled fraction of pool units") -> None:
     """``curves``: label -> (x, mean mIoU[, std]) ; a dashed line at full supervision."""
     plt = _plt()
@@ -59,11 +63,11 @@ def plot_learning_curves(curves: dict[str, tuple], full_miou: float | None, path
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
 
 
-def plot_class_shares(rows: list[dict], class_names: list[str], path: Path) -> None:
+def plot_class_shares(rows: list[dict], class_names: list[str], path: str | Path) -> None:
     """Stacked bars: each class's share of the units selected per round (dominant GT class)."""
     plt = _plt()
     hist = np.array([r["selected_class_hist"] for r in rows], dtype=np.float64)
@@ -77,11 +81,11 @@ def plot_class_shares(rows: list[dict], class_names: list[str], path: Path) -> N
     ax.set_ylabel("share of selected units")
     ax.legend(fontsize=7, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
 
 
-def plot_selected_frames(config: RayalConfig, pool, round_id: int, path: Path) -> None:
+def plot_selected_frames(config: RayalConfig, pool, round_id: int, path: str | Path) -> None:
     """A few frames of one round with their selected regions outlined in red."""
     from skimage.segmentation import find_boundaries
 
@@ -111,17 +115,18 @@ def plot_selected_frames(config: RayalConfig, pool, round_id: int, path: Path) -
         ax.axis("off")
     fig.suptitle(f"round {round_id}: selected {config.pool.unit} units")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
 
 
-def write_plots(config: RayalConfig, run_dir: Path, rows: list[dict], full_miou: float, pool) -> None:
+def write_plots(config: RayalConfig, run_dir: str | Path, rows: list[dict], full_miou: float,
+                pool) -> None:
     if not rows:
         return
     names = config.data.class_names or [str(c) for c in range(config.data.num_classes)]
     x = [r["labelled_fraction"] for r in rows]
     plot_learning_curves({config.selection.strategy: (x, [r["miou"] for r in rows])}, full_miou,
-                         run_dir / "learning_curve.png")
-    plot_class_shares(rows, names, run_dir / "class_shares.png")
+                         join_uri(run_dir, "learning_curve.png"))
+    plot_class_shares(rows, names, join_uri(run_dir, "class_shares.png"))
     if config.loop.plot_frames:
-        plot_selected_frames(config, pool, rows[-1]["round"], run_dir / "selected_frames.png")
+        plot_selected_frames(config, pool, rows[-1]["round"], join_uri(run_dir, "selected_frames.png"))

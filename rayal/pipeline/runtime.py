@@ -18,6 +18,8 @@ from rayal.data import join_uri, makedirs, write_bytes
 def init_ray(config: RayConfig, *, quiet: bool = True) -> bool:
     """Connect to ``ray.address`` / ``RAY_ADDRESS``, or start a local Ray in-process.
 
+    Connecting to a cluster, the storage settings of :func:`worker_env_vars` go to its workers
+    in the job's ``runtime_env`` (a local Ray's workers inherit this process's environment).
     Returns True when this call started Ray (the caller may shut it down).
     """
     if ray.is_initialized():
@@ -26,11 +28,33 @@ def init_ray(config: RayConfig, *, quiet: bool = True) -> bool:
     kwargs = dict(log_to_driver=not quiet, configure_logging=True,
                   logging_level="ERROR" if quiet else "INFO")
     if address and address != "local":
+        env_vars = worker_env_vars()
+        if env_vars:
+            kwargs["runtime_env"] = {"env_vars": env_vars}
         ray.init(address=address, **kwargs)
         return True
     ray.init(address="local", num_cpus=config.num_cpus,
              object_store_memory=config.object_store_memory, include_dashboard=False, **kwargs)
     return True
+
+
+def worker_env_vars(environ=None) -> dict[str, str]:
+    """The non-secret object-store settings of this process (``AWS_ENDPOINT_URL``,
+    ``AWS_ENDPOINT_URL_S3``, region) that a cluster's workers need to reach the same store, as
+    ``rayal submit`` forwards them; credentials are never forwarded. Inside a Ray job, the keys
+    its ``runtime_env`` already sets are left out (Ray refuses a key set twice)."""
+    from rayal.pipeline.jobs_client import forwarded_env
+
+    environ = os.environ if environ is None else environ
+    env = forwarded_env(environ=environ)
+    job = environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if job:
+        try:
+            taken = (json.loads(job).get("runtime_env") or {}).get("env_vars") or {}
+        except (ValueError, AttributeError):
+            taken = {}
+        env = {k: v for k, v in env.items() if k not in taken}
+    return env
 
 
 def quiet_ray_data() -> None:

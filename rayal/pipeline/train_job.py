@@ -5,24 +5,25 @@ list (``train.labels: split``) or every frame of the pool split (``--full``: the
 full-supervision reference every learning curve is normalised by). Output, under
 ``<output_dir>/train`` (or ``/full``): ``best.pt`` / ``last.pt``, ``history.parquet``,
 ``metrics.json`` (the best checkpoint on ``data.eval_split``) and ``training.png``.
+``output_dir`` is a local path or an ``s3://`` / ``gs://`` URI; every output is written through
+:mod:`rayal.data.io`.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from rayal.config.sections import RayalConfig
-from rayal.data import read_split_file
+from rayal.data import join_uri, read_split_file
 from rayal.data.splits import labelled_split
-from rayal.models import load_checkpoint
 from rayal.models.device import resolve_device
 from rayal.pipeline.runtime import init_ray, write_run_metadata
+from rayal.pipeline.storage import save_figure, write_json, write_parquet
+from rayal.train.checkpoint import read_checkpoint
 from rayal.train.dataset import LabelSpec, eval_batches, specs_from_units
 from rayal.train.evaluate import confusion_over, metrics_from_confusion
 from rayal.train.trainer import fit
@@ -73,13 +74,8 @@ def evaluate_model(model: torch.nn.Module, config: RayalConfig, split: str | Non
                 frames=len(data))
 
 
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2))
-
-
-def plot_history(history: list[dict], path: Path) -> None:
-    """Training loss and validation mIoU per epoch (PNG)."""
+def plot_history(history: list[dict], path: str | Path) -> None:
+    """Training loss and validation mIoU per epoch (PNG at a local path or URI)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -94,7 +90,7 @@ def plot_history(history: list[dict], path: Path) -> None:
     ax2.set_ylabel("val mIoU")
     fig.legend(loc="upper center", ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -102,33 +98,34 @@ def run_training(config: RayalConfig, *, full: bool = False, progress: bool = Tr
                  out_name: str | None = None) -> TrainSummary:
     """Train on the configured labelled set, evaluate the best checkpoint, write the outputs."""
     started = time.perf_counter()
-    out_dir = Path(config.output_dir) / (out_name or ("full" if full else "train"))
-    write_run_metadata(config, str(out_dir))
+    name = out_name or ("full" if full else "train")
+    out_dir = join_uri(config.output_dir, name)
+    write_run_metadata(config, out_dir)
     init_ray(config.ray)
     specs = labelled_specs(config, full)
-    state = fit(config, specs, out_dir, run_name=f"{config.name}-{out_dir.name}", progress=progress)
-    model, _ = load_checkpoint(state["best_checkpoint"])
+    state = fit(config, specs, out_dir, run_name=f"{config.name}-{name}", progress=progress)
+    model, _ = read_checkpoint(state["best_checkpoint"])
     metrics = evaluate_model(model, config)
     metrics.update(checkpoint=state["best_checkpoint"], best_epoch=state["best_epoch"],
                    best_val_miou=state["best_miou"], labelled_frames=len(specs))
-    write_json(out_dir / "metrics.json", metrics)
-    pq.write_table(pa.Table.from_pylist(state["history"]), out_dir / "history.parquet")
-    plot_history(state["history"], out_dir / "training.png")
-    return TrainSummary(str(out_dir), len(specs), len(state["history"]), state["best_epoch"],
+    write_json(join_uri(out_dir, "metrics.json"), metrics)
+    write_parquet(pa.Table.from_pylist(state["history"]), join_uri(out_dir, "history.parquet"))
+    plot_history(state["history"], join_uri(out_dir, "training.png"))
+    return TrainSummary(out_dir, len(specs), len(state["history"]), state["best_epoch"],
                         state["best_miou"], metrics["miou"], time.perf_counter() - started,
                         state["best_checkpoint"])
 
 
 def run_evaluation(config: RayalConfig, checkpoint: str, out_dir: str | None = None) -> dict:
     """``rayal evaluate``: metrics of a checkpoint on ``data.eval_split`` -> ``metrics.json``."""
-    model, meta = load_checkpoint(checkpoint)
+    model, meta = read_checkpoint(checkpoint)
     if config.data.num_classes is not None and model.num_classes != config.data.num_classes:
         raise ValueError(f"checkpoint {checkpoint} has {model.num_classes} classes, "
                          f"data.num_classes is {config.data.num_classes}")
     metrics = dict(evaluate_model(model, config), checkpoint=str(checkpoint))
-    target = Path(out_dir or Path(config.output_dir) / "evaluate")
-    write_json(target / "metrics.json", metrics)
-    metrics["out_dir"] = str(target)
+    target = str(out_dir or join_uri(config.output_dir, "evaluate"))
+    write_json(join_uri(target, "metrics.json"), metrics)
+    metrics["out_dir"] = target
     return metrics
 
 

@@ -4,13 +4,16 @@ Per epoch: a seeded shuffle of the labelled set (sharded over ranks when torch.d
 initialised), Adam steps on cross-entropy with the ignore index excluded, an EMA (Polyak) copy
 of the weights, validation mIoU of the EMA weights, a checkpoint, and early stopping once
 ``patience`` epochs bring no gain. ``last.pt`` holds everything needed to resume after a crash;
-``best.pt`` is a rayal checkpoint of the best EMA weights (what ``rayal score`` loads).
+``best.pt`` is a rayal checkpoint of the best EMA weights (what ``rayal score`` loads);
+``loop_state.json`` repeats the loop state alone, so the caller reads it back without the
+weights. The checkpoint directory is a local path or an ``s3://`` / ``gs://`` URI.
 """
 from __future__ import annotations
 
 import copy
-import io
+import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +26,15 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from rayal.config.sections import RayalConfig
+from rayal.data import exists, join_uri, makedirs
 from rayal.data.splits import LabelledSplit
-from rayal.models import model_from_config, save_checkpoint
+from rayal.models import model_from_config
+from rayal.train.checkpoint import (load_bytes, load_state, read_checkpoint, save_state, store_bytes,
+                                    write_checkpoint)
 from rayal.train.dataset import TrainingSet, eval_batches
 from rayal.train.evaluate import confusion_over, metrics_from_confusion
 
-LAST, BEST = "last.pt", "best.pt"
+LAST, BEST, STATE = "last.pt", "best.pt", "loop_state.json"
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, ignore_index: int,
@@ -102,12 +108,18 @@ def epoch_order(n: int, seed: int, epoch: int, batch_size: int, steps: int | Non
     return [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
 
 
-def _save_bytes(path: Path, payload: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)   # a crash mid-write never leaves a half checkpoint
+def _save_bytes(path: str | Path, payload: dict) -> None:
+    """``torch.save(payload)`` to a local path or URI (atomically: never half a checkpoint)."""
+    save_state(os.fspath(path), payload)
+
+
+def read_loop_state(checkpoint_dir: str | Path) -> dict:
+    """The :class:`LoopState` (as a dict) of the run in ``checkpoint_dir``: from the small
+    ``loop_state.json``, else (older runs) from ``last.pt``."""
+    small = join_uri(os.fspath(checkpoint_dir), STATE)
+    if exists(small):
+        return json.loads(load_bytes(small, "training state"))
+    return load_state(join_uri(os.fspath(checkpoint_dir), LAST))["state"]
 
 
 def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledSplit,
@@ -119,26 +131,27 @@ def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledS
     """Train ``config.model`` on ``train_set``; returns the final :class:`LoopState` as a dict.
 
     ``init_state``: weights to start from (warm start); ``resume``: continue from
-    ``checkpoint_dir/last.pt`` when it exists. ``report(metrics)`` is called once per epoch
-    on every rank (``ray.train.report`` in a Ray Train worker).
+    ``checkpoint_dir/last.pt`` when it exists; ``checkpoint_dir`` is a local path or a URI.
+    ``report(metrics)`` is called once per epoch on every rank (``ray.train.report`` in a Ray
+    Train worker).
     """
     tc = config.train
     rank, world = _rank_world()
-    ckpt_dir = Path(checkpoint_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = os.fspath(checkpoint_dir)
+    makedirs(ckpt_dir)
     num_classes = train_set.split.num_classes
     ignore = train_set.split.ignore_index
     torch.manual_seed(config.seed)
-    model = model_from_config(config.model, num_classes, seed=config.seed,
-                              madbal=config.madbal).to(device)
+    model = model_from_config(config.model, num_classes, seed=config.seed, madbal=config.madbal,
+                              load=read_checkpoint).to(device)
     if init_state is not None:
         model.load_state_dict(init_state)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     ema = Ema(model, tc.ema_decay) if tc.ema_decay else None
     state = LoopState()
-    last = ckpt_dir / LAST
-    if resume and last.is_file():
-        saved = torch.load(last, map_location=device, weights_only=False)
+    last = join_uri(ckpt_dir, LAST)
+    if resume and exists(last):
+        saved = load_state(last, map_location=device)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         if ema is not None and saved.get("ema") is not None:
@@ -192,9 +205,11 @@ def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledS
         state.finished = stop or epoch == tc.epochs - 1
         if rank == 0:
             if improved:
-                save_checkpoint(ckpt_dir / BEST, eval_model,
-                                meta={"epoch": epoch, "val_miou": row["val_miou"],
-                                      "per_class_iou": metrics["per_class_iou"]})
+                write_checkpoint(join_uri(ckpt_dir, BEST), eval_model,
+                                 meta={"epoch": epoch, "val_miou": row["val_miou"],
+                                       "per_class_iou": metrics["per_class_iou"]})
+            # the small state first: when last.pt is final, so is loop_state.json
+            store_bytes(join_uri(ckpt_dir, STATE), json.dumps(state.__dict__).encode())
             _save_bytes(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "ema": ema.state if ema else None,
                                "ema_updates": ema.updates if ema else 0,

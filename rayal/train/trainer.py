@@ -2,8 +2,8 @@
 
 ``train.num_workers: 0`` is Ray Train's local mode (the loop runs in this process); N >= 1
 starts N workers with DDP (gloo on CPU, nccl on GPU). Checkpoints are rayal's own files in
-``checkpoint_dir`` (shared storage on a multi-node cluster): a worker group restarted after
-a failure, or a rerun after a crash, resumes from ``last.pt``.
+``checkpoint_dir`` (shared storage on a multi-node cluster, e.g. an ``s3://`` / ``gs://`` URI):
+a worker group restarted after a failure, or a rerun after a crash, resumes from ``last.pt``.
 """
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from pathlib import Path
 import torch
 
 from rayal.config.sections import RayalConfig
+from rayal.data import exists, has_scheme, join_uri
 from rayal.data.splits import labelled_split
+from rayal.train.checkpoint import read_checkpoint, write_checkpoint
 from rayal.train.dataset import LabelSpec, TrainingSet
-from rayal.train.loop import BEST, LAST, train_loop
+from rayal.train.loop import BEST, read_loop_state, train_loop
 
 
 @dataclass
@@ -63,27 +65,25 @@ def train_worker(job: dict) -> None:
         torch.set_num_threads(config.train.torch_threads)
     init_state = None
     if job.init_checkpoint:
-        from rayal.models import load_checkpoint
-        init_state = load_checkpoint(job.init_checkpoint)[0].state_dict()
+        init_state = read_checkpoint(job.init_checkpoint)[0].state_dict()
     train_set = build_training_set(config, job.specs, job.pseudo)
     device = _device(config)
     state = train_loop(config, train_set, _validation_split(config), job.checkpoint_dir, device,
                        init_state=init_state, report=lambda metrics: ray.train.report(metrics),
                        progress=job.progress)
     if config.madbal.enabled and ray.train.get_context().get_world_rank() == 0:
-        madbal_phase2(config, train_set, Path(job.checkpoint_dir), state, device)
+        madbal_phase2(config, train_set, job.checkpoint_dir, state, device)
 
 
-def madbal_phase2(config: RayalConfig, train_set: TrainingSet, checkpoint_dir: Path, state: dict,
-                  device: torch.device) -> None:
+def madbal_phase2(config: RayalConfig, train_set: TrainingSet, checkpoint_dir: str | Path,
+                  state: dict, device: torch.device) -> None:
     """MADBAL phase II on the best phase-I weights: the extra modules learn, the segmentation
     model stays frozen; ``best.pt`` is rewritten with them (once: a resumed run skips it)."""
-    from rayal.models import load_checkpoint, save_checkpoint
     from rayal.train.loop import epoch_order
     from rayal.train.madbal import train_phase2
 
-    best = checkpoint_dir / BEST
-    model, meta = load_checkpoint(best)
+    best = join_uri(os.fspath(checkpoint_dir), BEST)
+    model, meta = read_checkpoint(best)
     if meta.get("phase2"):
         return
     plain = TrainingSet(train_set.split, train_set.specs, unit=train_set.unit, scoring=train_set.scoring,
@@ -93,8 +93,8 @@ def madbal_phase2(config: RayalConfig, train_set: TrainingSet, checkpoint_dir: P
     report = train_phase2(model.to(device), batches, config.madbal,
                           num_classes=train_set.split.num_classes,
                           ignore_index=train_set.split.ignore_index, seed=config.seed, device=device)
-    save_checkpoint(best, model, meta=dict(meta, phase2={"epochs": report["epochs"],
-                                                         "steps": report["steps"]}))
+    write_checkpoint(best, model, meta=dict(meta, phase2={"epochs": report["epochs"],
+                                                          "steps": report["steps"]}))
 
 
 def use_gpu(config: RayalConfig) -> bool:
@@ -104,8 +104,11 @@ def use_gpu(config: RayalConfig) -> bool:
 def fit(config: RayalConfig, specs: list[LabelSpec], checkpoint_dir: str | Path, *,
         init_checkpoint: str | None = None, pseudo: dict | None = None, run_name: str = "train",
         progress: bool = False) -> dict:
-    """Train through Ray Train; returns the loop state saved in ``checkpoint_dir/last.pt``
-    (``history``, ``best_miou``, ``best_epoch``...) plus ``best_checkpoint``."""
+    """Train through Ray Train; returns the loop state saved in ``checkpoint_dir``
+    (``history``, ``best_miou``, ``best_epoch``...) plus ``best_checkpoint``.
+
+    ``checkpoint_dir`` is a local path or a URI. Ray Train's own storage (``train.storage_path``)
+    defaults to ``<output_dir>/ray_train``, in the bucket when ``output_dir`` is a URI."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -113,8 +116,8 @@ def fit(config: RayalConfig, specs: list[LabelSpec], checkpoint_dir: str | Path,
         raise ValueError("the labelled set is empty: label some units first (rayal pool ingest) "
                          "or use train.labels: split | full")
     tc = config.train
-    checkpoint_dir = os.path.abspath(os.fspath(checkpoint_dir))
-    storage = os.path.abspath(tc.storage_path or os.path.join(config.output_dir, "ray_train"))
+    checkpoint_dir = _absolute(checkpoint_dir)
+    storage = _absolute(tc.storage_path or join_uri(config.output_dir, "ray_train"))
     job = TrainJob(config.model_dump(mode="json"), list(specs), checkpoint_dir,
                    init_checkpoint, pseudo, progress and tc.num_workers == 0)
     resources = {"CPU": tc.cpus_per_worker}
@@ -127,6 +130,11 @@ def fit(config: RayalConfig, specs: list[LabelSpec], checkpoint_dir: str | Path,
         run_config=RunConfig(name=run_name, storage_path=storage,
                              failure_config=FailureConfig(max_failures=1)))
     trainer.fit()
-    saved = torch.load(Path(checkpoint_dir) / LAST, map_location="cpu", weights_only=False)
-    best = Path(checkpoint_dir) / BEST
-    return dict(saved["state"], best_checkpoint=str(best) if best.is_file() else None)
+    best = join_uri(checkpoint_dir, BEST)
+    return dict(read_loop_state(checkpoint_dir), best_checkpoint=best if exists(best) else None)
+
+
+def _absolute(path: str | Path) -> str:
+    """Local paths made absolute (workers may run elsewhere); URIs unchanged."""
+    path = os.fspath(path)
+    return path if has_scheme(path) else os.path.abspath(path)

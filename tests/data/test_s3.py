@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -23,89 +20,12 @@ import pytest
 import yaml
 
 pytest.importorskip("moto", reason="moto[server] is in the test extra")
-boto3 = pytest.importorskip("boto3")
 
 from rayal.data import io, read_manifest, validate_manifest_schema, write_manifest  # noqa: E402
 from rayal.data.errors import FrameError  # noqa: E402
 from rayal.data.io import BucketNotFoundError, StorageAccessError  # noqa: E402
 
-BUCKET = "rayal-test"
-REGION = "us-east-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"moto server exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("moto server did not start")
-
-
-def _iam_user(endpoint: str) -> tuple[str, str]:
-    """An IAM user allowed s3:*; then switch authentication on: every later request must be
-    signed with a known key (moto's /moto-api/reset-auth sets the unauthenticated budget to 0)."""
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
-                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
-    iam.create_user(UserName="rayal")
-    key = iam.create_access_key(UserName="rayal")["AccessKey"]
-    policy = {"Version": "2012-10-17",
-              "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
-    iam.put_user_policy(UserName="rayal", PolicyName="s3", PolicyDocument=json.dumps(policy))
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST",
-                                     headers={"Content-Type": "text/plain"})
-    urllib.request.urlopen(request, timeout=10).read()
-    return key["AccessKeyId"], key["SecretAccessKey"]
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A loopback S3 endpoint with bucket BUCKET; AWS_* point at it for this module (and the
-    processes it starts: pyarrow reads AWS_ENDPOINT_URL when it builds the filesystem)."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(port, proc)
-        key_id, secret = _iam_user(endpoint)
-        with pytest.MonkeyPatch.context() as mp:
-            for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_REGION"):
-                mp.delenv(name, raising=False)
-            env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": key_id,
-                   "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": REGION,
-                   "AWS_EC2_METADATA_DISABLED": "true"}
-            for name, value in env.items():
-                mp.setenv(name, value)
-            io._object_store.cache_clear()   # filesystems are cached with their credentials
-            pafs.S3FileSystem(endpoint_override=endpoint, access_key=key_id, secret_key=secret,
-                              region=REGION, allow_bucket_creation=True).create_dir(BUCKET)
-            yield env
-    finally:
-        io._object_store.cache_clear()
-        proc.terminate()
-        proc.wait(20)
-
-
-@pytest.fixture
-def bad_secret(s3, monkeypatch):
-    """The right key id with a wrong secret (every signature fails)."""
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    io._object_store.cache_clear()
-    yield
-    io._object_store.cache_clear()
+BUCKET = "rayal-test"   # created by the ``s3`` fixture of tests/conftest.py
 
 
 def uri(*parts: str) -> str:
