@@ -282,7 +282,9 @@ def run_comparison(config: RayalConfig, *, progress: bool = True) -> dict:
     configs = run_configs(config)   # validates every strategy's params and overrides up front
     write_run_metadata(config, config.output_dir)
     init_ray(config.ray)
-    full_supervision_miou(configs[0], progress=progress)   # trained once, shared by every run
+    reference = config.model_copy(deep=True)   # the base setting, not a strategy's overrides
+    reference.loop.reference_dir = configs[0].loop.reference_dir
+    full_supervision_miou(reference, progress=progress)   # trained once, shared by every run
     summaries, skipped = [], 0
     for i, run in enumerate(configs, 1):
         if progress:

@@ -1,10 +1,12 @@
 """``rayal tune``: a Ray Tune sweep in which every trial is one whole simulated AL run.
 
 A trial is a function trainable (Ray 2.60: ``Tuner(trainer)`` is gone; Train runs inside
-the trial): it applies its sampled values (dotted config keys) to the base config and calls
+the trial): it applies its sampled values (dotted config keys) to the base config and runs
 :func:`rayal.pipeline.experiment.run_experiment`, whose per-round retraining is Ray Train's
-``TorchTrainer`` (local mode with ``train.num_workers: 0``, a worker group otherwise) and
-whose scoring is a Ray Data actor pool, both nested in the trial. After every round it
+``TorchTrainer`` and whose scoring is a Ray Data actor pool. With ``train.num_workers >= 1``
+the run goes in the trial process (the Train workers are actors of their own); with local
+mode (0) it goes in a child task of the trial, because Ray 2.60 refuses ``ray.train.report``
+in a process holding a Tune session (see :func:`run_beside`). After every round the trial
 reports ``round`` (ASHA's time attribute), ``miou`` and the running ``aualc``; the
 objective is the final AuALC (max). The full-supervision reference is trained once in the
 driver, so every trial is normalised by the same mIoU.
@@ -138,8 +140,44 @@ def running_aualc(history: list[tuple[float, float]], full_miou: float) -> float
     return aualc(x, y, full_miou)
 
 
+def run_beside(config: RayalConfig, seen: int, report, poll_s: float = 2.0) -> None:
+    """Run the AL run in a child Ray task on this node and ``report`` each round it finishes
+    (read back from its ``rounds.parquet``, written atomically per round).
+
+    Why a child: Ray Train's local mode (``train.num_workers: 0``) runs the training loop in
+    the calling process, and Ray 2.60 refuses ``ray.train.report`` in a process that holds a
+    Tune session; a worker group of one would work but starts two actors every round. The
+    child asks for no resources of its own (the trial's CPUs pay for it) and dies with the
+    trial when ASHA stops it (Ray kills the tasks of a dead owner)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from rayal.pipeline.experiment import ROUNDS_FILE
+
+    rounds_file = join_uri(config.output_dir, ROUNDS_FILE)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    task = ray.remote(_run_task).options(num_cpus=0, max_retries=1, scheduling_strategy=here)
+    ref = task.remote(config.model_dump(mode="json"))
+    while True:
+        finished = bool(ray.wait([ref], timeout=poll_s)[0])
+        rows = read_table(rounds_file).to_pylist() if exists(rounds_file) else []
+        for row in rows[seen:]:
+            report(row)
+        seen = max(seen, len(rows))
+        if finished:
+            ray.get(ref)   # the run's own error, if any, fails the trial
+            return
+
+
+def _run_task(config: dict) -> dict:
+    from rayal.pipeline.experiment import run_experiment
+
+    return run_experiment(RayalConfig.model_validate(config), resume=True, progress=False)
+
+
 def trial(params: dict, *, base: dict, full_miou: float, runs_dir: str) -> None:
-    """Tune function trainable: one resumable AL run into ``runs_dir/<trial_id>``."""
+    """Tune function trainable: one resumable AL run into ``runs_dir/<trial_id>``; reports
+    ``round``, ``miou`` and the running ``aualc`` after every round."""
     from ray import tune
 
     from rayal.pipeline.experiment import ROUNDS_FILE, run_experiment
@@ -150,9 +188,6 @@ def trial(params: dict, *, base: dict, full_miou: float, runs_dir: str) -> None:
     config.output_dir = run_dir
     config.name = f"{config.name}-{trial_id}"
     config.loop.full_miou = full_miou
-    # Ray Train's local mode (num_workers 0) runs the loop in this process, where Ray 2.60
-    # refuses ray.train.report inside a Tune session; a worker group of one is the supported way
-    config.train.num_workers = max(1, config.train.num_workers)
     rounds_file = join_uri(run_dir, ROUNDS_FILE)
     done = read_table(rounds_file).to_pylist() if exists(rounds_file) else []
     history = [(r["labelled_fraction"], r["miou"]) for r in done]
@@ -168,7 +203,10 @@ def trial(params: dict, *, base: dict, full_miou: float, runs_dir: str) -> None:
         history.append((row["labelled_fraction"], row["miou"]))
         send(row)
 
-    run_experiment(config, resume=True, progress=False, report=report)
+    if config.train.num_workers > 0:   # Train's workers are their own processes: run here
+        run_experiment(config, resume=True, progress=False, report=report)
+    else:
+        run_beside(config, len(done), report)
     if not reported and done:   # resumed after its last round: report the final state once
         send(done[-1])
 
@@ -288,12 +326,12 @@ def write_best_config(config: RayalConfig, best: dict, keys: list[str], uri: str
 
 # --- the sweep ------------------------------------------------------------------------------
 def default_concurrency(config: RayalConfig, cpus: float, gpus: float) -> int:
-    """Trials at once: each needs its own CPUs plus, one phase at a time, those of its scoring
-    actors and a decode task, or of its Ray Train workers (at least one in a trial); trials
-    that took every CPU would starve what they start."""
+    """Trials at once: each needs its own CPUs (which also run its local-mode training) plus,
+    one phase at a time, those of its scoring actors and a decode task, or of its Ray Train
+    workers; trials that took every CPU would starve what they start."""
     tc, rc, train = config.tune, config.ray, config.train
     per_trial = tc.cpus_per_trial + max(rc.actors * rc.cpus_per_actor + rc.decode_cpus,
-                                        max(1, train.num_workers) * train.cpus_per_worker)
+                                        train.num_workers * train.cpus_per_worker)
     n = max(1, int(cpus // per_trial))
     if tc.gpus_per_trial > 0:
         n = min(n, max(1, int(gpus // tc.gpus_per_trial)))

@@ -68,13 +68,18 @@ def test_comparison_outputs(compared, capsys):
     assert (out / "comparison.png").stat().st_size > 5000
 
 
-def test_rerun_skips_finished_runs(compared, capsys):
+def test_rerun_skips_finished_runs_and_resumes_unfinished_ones(compared, capsys):
     tmp, path = compared
-    run = tmp / "cmp" / "random" / "seed0"
+    run, other = tmp / "cmp" / "random" / "seed0", tmp / "cmp" / "entropy" / "seed0"
     stamp = (run / "rounds.parquet").stat().st_mtime_ns
+    summary = json.loads((other / "summary.json").read_text())
+    (other / "summary.json").unlink()   # as if stopped after its last round
     capsys.readouterr()
     assert main(["compare", str(path), "--no-progress"]) == 0
     assert (run / "rounds.parquet").stat().st_mtime_ns == stamp   # not rerun
+    resumed = json.loads((other / "summary.json").read_text())
+    assert {k: resumed[k] for k in ("aualc", "final_miou", "rounds")} == {
+        k: summary[k] for k in ("aualc", "final_miou", "rounds")}
     assert "| random | 1 |" in capsys.readouterr().out
 
 
@@ -94,3 +99,25 @@ def test_bad_strategy_params_named_before_any_run(tmp_path):
         run_configs(config)
     with pytest.raises(ConfigError, match=r"compare.params has entries for \['meal'\]"):
         load_config(_write(tmp_path), ["compare.params={meal: {}}"])
+
+
+def test_table_means_sample_std_and_reach_counts(tmp_path):
+    from rayal.pipeline.compare import comparison_table, mean_curves, strategy_stats
+
+    config = load_config(_write(tmp_path), ["compare.seeds=[0,1,2]"])
+    base = {"unit": "image", "units_total": 16, "full_miou": 0.5, "budget_to_90": None, "seconds": 60.0}
+    summaries = [dict(base, strategy="random", seed=k, aualc=a, final_miou=m, budget_to_95=b)
+                 for k, (a, m, b) in enumerate([(0.6, 0.40, None), (0.7, 0.44, 0.5), (0.8, 0.48, 0.25)])]
+    summaries += [dict(base, strategy="entropy", seed=k, aualc=0.9, final_miou=0.5, budget_to_95=0.25)
+                  for k in range(3)]
+    stats = {e["strategy"]: e for e in strategy_stats(config, summaries)}
+    assert stats["random"]["to_95"] == [0.5, 0.25] and stats["random"]["minutes"] == 1.0
+    table = comparison_table(config, summaries)
+    random_line = next(ln for ln in table.splitlines() if ln.startswith("| random |"))
+    # mean 0.7, sample std sqrt(((-.1)^2 + 0 + .1^2) / 2) = 0.1; to 95%: mean of the 2 reached
+    assert "| 0.7000 ± 0.1000 | 0.4400 ± 0.0400 | - | 0/3 | 0.375 ± 0.177 | 2/3 |" in random_line
+    assert table.splitlines()[-1] == "ranking by mean AuALC: entropy > random"
+    rows = [{"strategy": "random", "seed": k, "round": r, "labelled_fraction": 0.25 * (r + 1),
+             "miou": 0.1 * r + 0.02 * k} for k in range(3) for r in range(2)]
+    x, y, sd = mean_curves(rows, ["random"])["random (n=3)"]
+    assert x == [0.25, 0.5] and y == pytest.approx([0.02, 0.12]) and sd == pytest.approx([0.02, 0.02])

@@ -20,7 +20,7 @@ CONFIG = {
                 "batch_size": 8, "top_k_regions": None},
     "selection": {"strategy": "entropy", "params": {"aggregate": "mean"}, "budget": 4},
     "pool": {"unit": "image"},
-    "train": {"epochs": 1, "batch_size": 4, "patience": None, "cpus_per_worker": 0.5},
+    "train": {"epochs": 1, "batch_size": 4, "patience": None},
     "loop": {"initial": 4, "max_labelled": 8, "full_miou": 0.5, "plot_frames": 0},
     "ray": {"cpus_per_actor": 0.5, "decode_cpus": 0.25},
     "tune": {"search_space": {"selection.strategy": {"grid": ["random", "entropy"]},
@@ -123,10 +123,10 @@ def test_trial_config_applies_sampled_values(tmp_path):
 
 def test_default_concurrency_leaves_room_for_nested_work(tmp_path):
     _, config = _config(tmp_path)
-    # per trial 0.25 + max(actor 0.5 + decode 0.25, one train worker 0.5) = 1.0 CPU
+    # per trial 0.25 + max(actor 0.5 + decode 0.25, no train workers (local mode)) = 1.0 CPU
     assert default_concurrency(config, 4.0, 0.0) == 4
-    _, config = _config(tmp_path, "train.cpus_per_worker=2", "tune.gpus_per_trial=0.5")
-    assert default_concurrency(config, 9.0, 1.0) == 2    # CPUs allow 4, GPUs 2
+    _, config = _config(tmp_path, "train.num_workers=1", "train.cpus_per_worker=2", "tune.gpus_per_trial=0.5")
+    assert default_concurrency(config, 9.0, 1.0) == 2    # 0.25 + 2 per trial: CPUs allow 4, GPUs 2
     assert default_concurrency(config, 1.0, 0.0) == 1
 
 
