@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rayal.config import load_config
 
@@ -47,6 +48,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from rayal.pipeline.tune import run_tune
 
-    result = run_tune(load_config(args.config, args.overrides), progress=not args.no_progress)
+    try:
+        result = run_tune(load_config(args.config, args.overrides), progress=not args.no_progress)
+    except RuntimeError as err:   # no trial completed: the results table says why
+        print(f"rayal tune: {err}", file=sys.stderr)
+        return 1
     print(f"\n{result['table']}\n(written to {result['output_dir']})")
     return 0

@@ -30,6 +30,7 @@ import yaml
 from rayal.config import ConfigError, RayalConfig, dump_config
 from rayal.config.loader import config_from_dict
 from rayal.data import exists, join_uri, read_bytes, write_bytes
+from rayal.data.io import parent_uri
 from rayal.pipeline.compare import (absolute, check_same_config, check_strategy_params, read_json,
                                     read_table, save_figure, strategy_raw, strategy_takes, write_table)
 
@@ -361,9 +362,7 @@ def _tuner(config: RayalConfig, trainable, exp_path: str, progress: bool):
         tune_config=tune.TuneConfig(metric="aualc", mode="max", scheduler=scheduler,
                                     num_samples=tc.num_samples, max_concurrent_trials=concurrent,
                                     search_alg=BasicVariantGenerator(random_state=config.seed)),
-        run_config=tune.RunConfig(name=tc.name, storage_path=absolute(tc.storage_path or join_uri(
-                                      config.output_dir, "ray_tune")),
-                                  verbose=1 if progress else 0,
+        run_config=tune.RunConfig(name=tc.name, storage_path=parent_uri(exp_path), verbose=1 if progress else 0,
                                   failure_config=tune.FailureConfig(max_failures=1))), False
 
 
