@@ -152,6 +152,8 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
         strategy = "random" if r == 0 else config.selection.strategy
         params = {} if r == 0 else dict(config.selection.params)
         params.setdefault("unit", config.pool.unit)
+        if strategy == "ceal":   # the pseudo-label threshold shrinks with the AL round
+            params.setdefault("round_index", r - 1)
         budget = ({"units": budget_units} if r == 0 or config.selection.budget_cost is None
                   else {"cost": config.selection.budget_cost})
         query = _select(config, pool, r, score_dir, budget, strategy, params)
