@@ -28,15 +28,17 @@ from rayal.train.trainer import build_training_set, fit
 
 
 def bench_config(quick: bool, threads: int, out: str):
-    h, w, frames, epochs = (48, 64, 12, 5) if quick else (176, 240, 32, 8)
+    h, w, frames, epochs = (48, 64, 12, 4) if quick else (176, 240, 32, 8)
     return config_from_dict({
         "name": "bench-train", "seed": 0, "device": "cpu", "output_dir": out,
         "data": {"num_classes": 8, "synthetic": {"num_frames": frames, "height": h, "width": w,
                                                  "eval_frames": 2}},
         "model": {"arch": "Unet", "encoder": "mobilenet_v2"},
         "train": {"epochs": epochs, "batch_size": 4, "patience": None, "val_limit": 2,
-                  "torch_threads": threads, "cpus_per_worker": 1.0},
-        "ray": {"num_cpus": 2},
+                  # the worker reserves as many CPUs as it runs threads: Ray sets
+                  # OMP_NUM_THREADS from the reservation, and 1 slows oneDNN down
+                  "torch_threads": threads, "cpus_per_worker": float(threads)},
+        "ray": {"num_cpus": threads + 1},
     })
 
 
