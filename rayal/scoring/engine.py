@@ -89,16 +89,11 @@ class MCDropoutScorer:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, frame_ids: list[str]) -> PixelScores:
         """images: (B, 3, H, W) float in [0, 1] on the model's device."""
-        full_size = tuple(images.shape[-2:])
-        if self.scale != 1.0:
-            images = F.interpolate(images, scale_factor=self.scale, mode="bilinear",
-                                   align_corners=False)
+        full_size, images = tuple(images.shape[-2:]), scale_input(images, self.scale)
         features, size = self.model.encode(images)
         decoded = self.model.decode(features)
         scores = self.score_decoded(decoded, size, frame_ids)
-        if self.want_features:
-            scores.features = features[-1]
-        return resize_scores(scores, full_size) if self.scale != 1.0 else scores
+        return finish_scores(scores, features, full_size, self.scale, self.want_features)
 
     @torch.no_grad()
     def score_decoded(self, decoded: torch.Tensor, size: tuple[int, int], frame_ids: list[str],
@@ -170,6 +165,21 @@ class MCDropoutScorer:
             frame["area_disagreement"] = as_tensor(stats["area_disagreement"]).float()
         ovr = as_tensor(stats["ovr"]) if stats.get("ovr") is not None else None
         return PixelScores(maps=maps, pred=as_tensor(stats["pred"]).long(), frame=frame, ovr=ovr)
+
+
+def scale_input(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """Images (B, 3, H, W) at the scale the scores are computed at (bilinear)."""
+    if scale == 1.0:
+        return images
+    return F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
+
+
+def finish_scores(scores: PixelScores, features: list[torch.Tensor], full_size: tuple[int, int],
+                  scale: float, want_features: bool) -> PixelScores:
+    """Attach the deepest encoder map when asked and bring maps back to ``full_size``."""
+    if want_features:
+        scores.features = features[-1]
+    return resize_scores(scores, full_size) if scale != 1.0 else scores
 
 
 def resize_scores(scores: PixelScores, size: tuple[int, int]) -> PixelScores:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from rayal.scoring import measures as M
-from rayal.scoring.engine import MCDropoutScorer, PixelScores, resize_scores
+from rayal.scoring.engine import MCDropoutScorer, PixelScores, finish_scores, scale_input
 
 MATURITY = "maturity_score"  # PixelScores.maps key and score-table column stem
 LOSS_CHANNELS = ("auto", "boundary", "centre")
@@ -128,10 +128,7 @@ class MultiHeadScorer:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, frame_ids: list[str]) -> PixelScores:
         """images: (B, 3, H, W) float in [0, 1] on the model's device."""
-        full_size = tuple(images.shape[-2:])
-        if self.scale != 1.0:
-            images = F.interpolate(images, scale_factor=self.scale, mode="bilinear",
-                                   align_corners=False)
+        full_size, images = tuple(images.shape[-2:]), scale_input(images, self.scale)
         features, size = self.model.encode(images)
         extras = self.model.extras(features, size)  # before decode: it only reads the features
         decoded = self.model.decode(features)
@@ -142,9 +139,7 @@ class MultiHeadScorer:
         scores.maps[MATURITY] = maturity_score(
             torch.softmax(logits, dim=1), torch.softmax(extras["head_logits"].float(), dim=2),
             extras["head_weights"].float(), loss_logit)
-        if self.want_features:
-            scores.features = features[-1]
-        return resize_scores(scores, full_size) if self.scale != 1.0 else scores
+        return finish_scores(scores, features, full_size, self.scale, self.want_features)
 
 
 __all__ = ["MATURITY", "MultiHeadScorer", "image_edges", "js_divergence", "maturity_score",
