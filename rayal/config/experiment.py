@@ -21,6 +21,9 @@ class LoopConfig(Section):
                                     "train the reference once (train --full) and cache it")
     reference_dir: str | None = Field(None, description="where the full-supervision reference is "
                                       "cached; None: <output_dir>/full")
+    reference_epochs: int | None = Field(None, ge=1, description="epochs of the full-supervision "
+                                         "reference; None: train.epochs. Warm-started runs train "
+                                         "every round on, so give the reference their total")
     baseline: str | None = Field(None, description="also run this strategy (e.g. random) with "
                                  "the same seed, into <output_dir>/baseline_<name>")
     plot_frames: int = Field(4, ge=0, description="frames shown with their selected regions")

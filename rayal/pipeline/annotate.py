@@ -8,21 +8,35 @@ quarantined, the summaries are ingested, and the cost is counted in units and es
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from rayal.config.sections import RayalConfig
 from rayal.data import unit_region_map
 from rayal.data.oracle import unit_clicks
 from rayal.data.splits import labelled_split
 from rayal.pool.labels import label_summaries
+from rayal.selection.base import ScoreTables
 
 
-def pool_units_total(config: RayalConfig, num_frames: int) -> int:
-    """Units in the pool: frames, frames x grid cells, or frames x nominal superpixels."""
+def pool_units_total(config: RayalConfig, num_frames: int, round0_scores: str | None = None) -> int:
+    """Units in the pool: frames, frames x grid cells, or superpixels.
+
+    Superpixels are the regions the method really produced (SLIC gives fewer than
+    ``n_segments`` on small frames), counted in the round-0 score tables ``round0_scores``,
+    which hold every region when ``scoring.top_k_regions`` is None; otherwise frames x the
+    nominal ``n_segments``.
+    """
     unit = config.pool.unit
     if unit == "image":
         return num_frames
     if unit == "patch":
         return num_frames * int(np.prod(config.scoring.grid))
+    if round0_scores is not None and config.scoring.top_k_regions is None:
+        regions = ScoreTables.from_dir(round0_scores).regions
+        if regions is not None:
+            return pads.dataset(regions, format="parquet").count_rows(
+                filter=pc.field("unit") == "superpixel")
     return num_frames * config.scoring.superpixel.n_segments
 
 

@@ -127,7 +127,9 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
                                       state_dir=join_uri(run_dir, "pool"), snapshot_every=1000))
     for batch in pool_frame_batches(config.data):
         pool.register(pa.Table.from_batches([batch]))
-    total = pool_units_total(config, pool.state.num_frames)
+    round0 = (_score(config, _round_dir(run_dir, 0), None, [])
+              if config.pool.unit == "superpixel" else None)   # counts the real superpixels
+    total = pool_units_total(config, pool.state.num_frames, round0)
     lp = config.loop
     cap = _budget_units(lp.max_labelled, total) if lp.max_labelled else total
     last_round = lp.rounds if lp.rounds is not None else 10**9

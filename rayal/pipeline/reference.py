@@ -1,7 +1,7 @@
 """The full-supervision reference mIoU every learning curve is normalised by.
 
 ``loop.full_miou`` when given; otherwise the model is trained once on every frame of the pool
-split (``rayal train --full``) and its eval mIoU cached in ``<reference_dir>/metrics.json``,
+split (``rayal train --full``, ``loop.reference_epochs`` epochs) and its eval mIoU cached in ``<reference_dir>/metrics.json``,
 so every run, resume, comparison and Tune trial of one setting shares it. The reference
 directory is a local path or an ``s3://`` / ``gs://`` URI.
 """
@@ -29,6 +29,8 @@ def full_supervision_miou(config: RayalConfig, *, progress: bool = False) -> flo
 
     ref = config.model_copy(deep=True)
     ref.output_dir = parent_uri(target)
+    if config.loop.reference_epochs is not None:
+        ref.train.epochs = config.loop.reference_epochs
     name = target.rstrip("/").rsplit("/", 1)[-1]
     summary = run_training(ref, full=True, progress=progress, out_name=name)
     return float(summary.eval_miou)

@@ -55,6 +55,20 @@ def test_train_full_is_the_reference_run(ray_local, config_file, tmp_path):
     assert metrics["labelled_frames"] == 8
 
 
+def test_reference_trains_loop_reference_epochs_once_and_is_cached(ray_local, tmp_path):
+    from rayal.config import config_from_dict
+    from rayal.pipeline.reference import full_supervision_miou
+
+    config = config_from_dict(dict(CONFIG, output_dir=str(tmp_path / "out"),
+                                   loop={"reference_epochs": 3}))
+    miou = full_supervision_miou(config)
+    ref = tmp_path / "out" / "full"
+    assert pq.read_table(ref / "history.parquet").num_rows == 3      # not train.epochs (2)
+    assert json.loads((ref / "metrics.json").read_text())["miou"] == pytest.approx(miou)
+    (ref / "best.pt").unlink()
+    assert full_supervision_miou(config) == pytest.approx(miou)      # read from the cache
+
+
 def test_evaluate_rejects_a_checkpoint_with_other_classes(ray_local, config_file, tmp_path, capsys):
     from rayal.config import config_from_dict
     from rayal.models import build_model, save_checkpoint
