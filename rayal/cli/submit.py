@@ -97,8 +97,16 @@ def _client(args):
 
 
 # --- submit ------------------------------------------------------------------------------------
+def _config_paths(ns) -> list[str]:
+    """The config path(s) the command was given: one (``run``, ``score`` ...) or several (``compare``)."""
+    if getattr(ns, "configs", None):
+        return list(ns.configs)
+    return [ns.config] if getattr(ns, "config", None) else []
+
+
 def _check_command(argv: list[str], validate: bool):
-    """Parse the forwarded command with rayal's own parser; load its config when it has one."""
+    """Parse the forwarded command with rayal's own parser; load each config it names
+    (with its ``--set`` overrides), so a typo fails here, before any upload."""
     from rayal.cli.main import build_parser
     from rayal.config import load_config
 
@@ -107,25 +115,26 @@ def _check_command(argv: list[str], validate: bool):
     if argv[0] in ("submit", "jobs"):
         raise ValueError(f"'rayal {argv[0]}' runs on the submitting machine, not as a job")
     ns = build_parser().parse_args(argv)  # a usage error exits 2 here, before any upload
-    config = None
+    configs = []
     if validate and hasattr(ns, "overrides"):
-        config = load_config(getattr(ns, "config", None), ns.overrides)
-    return ns, config
+        configs = [load_config(path, ns.overrides) for path in _config_paths(ns) or [None]]
+    return ns, configs
 
 
 def _place_config(argv: list[str], ns, working_dir: Path | None) -> list[str]:
-    """Rewrite the config path relative to the uploaded working dir (where the job runs)."""
-    given = getattr(ns, "config", None)
-    if given is None or working_dir is None:
+    """Rewrite the config path(s) relative to the uploaded working dir (where the job runs)."""
+    if working_dir is None:
         return argv
-    path = Path(given).expanduser().resolve()
-    try:
-        rel = path.relative_to(working_dir)
-    except ValueError:
-        raise ValueError(f"config {given} is outside the working dir {working_dir} that is uploaded "
-                         "to the cluster: move it there or pass --working-dir DIR containing it") from None
     out = list(argv)
-    out[out.index(given, 1)] = rel.as_posix()
+    for given in _config_paths(ns):
+        path = Path(given).expanduser().resolve()
+        try:
+            rel = path.relative_to(working_dir)
+        except ValueError:
+            raise ValueError(f"config {given} is outside the working dir {working_dir} that is "
+                             "uploaded to the cluster: move it there or pass --working-dir DIR "
+                             "containing it") from None
+        out[out.index(given, 1)] = rel.as_posix()
     return out
 
 
@@ -164,12 +173,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     argv = list(args.job_command)
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    ns, config = _check_command(argv, validate=not args.no_validate)
+    ns, configs = _check_command(argv, validate=not args.no_validate)
     working_dir = None if args.no_working_dir else Path(args.working_dir).expanduser().resolve()
     if working_dir is not None and not working_dir.is_dir():
         raise FileNotFoundError(f"--working-dir {args.working_dir} is not a directory")
     argv = _place_config(argv, ns, working_dir)
-    if config is not None:
+    for config in configs:
         _warn_local_paths(config, argv[0])
     runtime_env = jc.build_runtime_env(
         working_dir, py_modules=_code_modules(working_dir, args), pip=args.pip,

@@ -139,3 +139,23 @@ def test_unreachable_cluster_is_named(capsys):
 
     code = main(["submit", "--address", UNREACHABLE, "--", *DEMO_COMMAND, "--set", "output_dir=/tmp/x"])
     assert code == 2 and f"cannot reach the Ray Jobs API at {UNREACHABLE}" in capsys.readouterr().err
+
+
+def test_every_compare_config_is_validated_and_placed(tmp_path, capsys):
+    from rayal.cli import submit
+
+    wd = tmp_path / "wd"
+    (wd / "cfg").mkdir(parents=True)
+    (wd / "cfg" / "a.yaml").write_text("seed: 1\n")
+    (wd / "cfg" / "b.yaml").write_text("seed: 2\nscoring: {mc_samples: -1}\n")
+    argv = ["compare", str(wd / "cfg" / "a.yaml"), str(wd / "cfg" / "b.yaml")]
+    with pytest.raises(ValueError, match="mc_samples"):         # the second config is checked too
+        submit._check_command(argv, validate=True)
+    (wd / "cfg" / "b.yaml").write_text("seed: 2\n")
+    ns, configs = submit._check_command(argv, validate=True)
+    assert [c.seed for c in configs] == [1, 2]
+    assert submit._place_config(argv, ns, wd) == ["compare", "cfg/a.yaml", "cfg/b.yaml"]
+    (tmp_path / "c.yaml").write_text("seed: 3\n")
+    outside = argv + [str(tmp_path / "c.yaml")]
+    with pytest.raises(ValueError, match="outside the working dir"):
+        submit._place_config(outside, submit._check_command(outside, validate=True)[0], wd)
