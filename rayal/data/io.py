@@ -161,13 +161,40 @@ def _fsspec_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
+_buckets_seen: set[tuple[str, str, str]] = set()
+
+
+def _check_bucket(uri: str) -> None:
+    """Raise BucketNotFoundError when ``uri`` is in an object store whose bucket is missing.
+
+    Stores report a missing bucket like a missing object, so without this every frame of a
+    misspelt bucket would be quarantined as a missing file. Buckets found are remembered, so
+    this costs one request per bucket and process.
+    """
+    if not has_scheme(uri):
+        return
+    parts = urlsplit(uri)
+    key = (parts.scheme.lower(), parts.netloc, parts.query)
+    if key in _buckets_seen or key[0] == "file" or not parts.netloc:
+        return
+    fs, root = resolve_filesystem(f"{key[0]}://{parts.netloc}/" + (f"?{parts.query}" if parts.query else ""))
+    with storage_errors(uri, "reading"):
+        missing = fs.get_file_info(root.rstrip("/") or "/").type == pafs.FileType.NotFound
+    if missing:
+        raise BucketNotFoundError(f"{uri}: bucket '{parts.netloc}' does not exist (reading); "
+                                  "check the URI, rayal never creates buckets", uri)
+    _buckets_seen.add(key)
+
+
 def read_bytes(uri: str, *, frame_id: str | None = None) -> bytes:
-    """Read a whole file. A missing file raises FrameError(reason="missing file")."""
+    """Read a whole file. A missing file raises FrameError(reason="missing file"); a missing
+    bucket raises BucketNotFoundError (a configuration problem, not a bad frame)."""
     fs, path = resolve_filesystem(uri)
     try:
         with fs.open_input_stream(path) as f:
             return f.read()
     except FileNotFoundError:
+        _check_bucket(os.fspath(uri))
         raise FrameError("missing file", frame_id=frame_id, uri=str(uri)) from None
     except IsADirectoryError:
         raise FrameError("is a directory, not a file", frame_id=frame_id, uri=str(uri)) from None
@@ -177,6 +204,7 @@ def read_bytes(uri: str, *, frame_id: str | None = None) -> bytes:
             raise store from e  # the store refused: a configuration problem, not a bad frame
         # pyarrow reports missing objects on some stores as a generic OSError.
         if "not found" in str(e).lower() or "no such file" in str(e).lower():
+            _check_bucket(os.fspath(uri))
             raise FrameError("missing file", frame_id=frame_id, uri=str(uri)) from None
         raise FrameError(f"cannot read file: {e}", frame_id=frame_id, uri=str(uri)) from e
 

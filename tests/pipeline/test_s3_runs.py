@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from rayal.data import io
-from rayal.data.io import StorageAccessError
+from rayal.data.io import BucketNotFoundError, StorageAccessError
 
 BUCKET = "rayal-test"   # created by the ``s3`` fixture of tests/conftest.py
 
@@ -222,6 +222,9 @@ def test_decode_fails_on_a_refusing_store_but_quarantines_a_missing_frame(s3, mo
     missing = {"frame_id": np.array(["f0"]), "uri": np.array([uri("nowhere", "f0.png")])}
     out = decode(missing)
     assert "missing file" in out["error"][0] and out["image"][0].shape == (1, 1, 3)
+    misspelt = dict(missing, uri=np.array(["s3://rayal-no-such-bucket/f0.png"]))
+    with pytest.raises(BucketNotFoundError, match="bucket 'rayal-no-such-bucket' does not exist"):
+        decode(misspelt)     # one configuration error, not every frame quarantined
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
     io._object_store.cache_clear()
     try:
