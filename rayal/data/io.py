@@ -161,10 +161,10 @@ def _fsspec_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
-_buckets_seen: set[tuple[str, str, str]] = set()
+_buckets_seen: set[tuple[str, str, str]] = set()   # (scheme, bucket, query) known to exist
 
 
-def _check_bucket(uri: str) -> None:
+def check_bucket(uri: str) -> None:
     """Raise BucketNotFoundError when ``uri`` is in an object store whose bucket is missing.
 
     Stores report a missing bucket like a missing object, so without this every frame of a
@@ -194,7 +194,7 @@ def read_bytes(uri: str, *, frame_id: str | None = None) -> bytes:
         with fs.open_input_stream(path) as f:
             return f.read()
     except FileNotFoundError:
-        _check_bucket(os.fspath(uri))
+        check_bucket(os.fspath(uri))
         raise FrameError("missing file", frame_id=frame_id, uri=str(uri)) from None
     except IsADirectoryError:
         raise FrameError("is a directory, not a file", frame_id=frame_id, uri=str(uri)) from None
@@ -204,7 +204,7 @@ def read_bytes(uri: str, *, frame_id: str | None = None) -> bytes:
             raise store from e  # the store refused: a configuration problem, not a bad frame
         # pyarrow reports missing objects on some stores as a generic OSError.
         if "not found" in str(e).lower() or "no such file" in str(e).lower():
-            _check_bucket(os.fspath(uri))
+            check_bucket(os.fspath(uri))
             raise FrameError("missing file", frame_id=frame_id, uri=str(uri)) from None
         raise FrameError(f"cannot read file: {e}", frame_id=frame_id, uri=str(uri)) from e
 

@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 
 from rayal.config.sections import DataConfig, ScoringConfig
-from rayal.data.io import StorageError
+from rayal.data.io import StorageError, check_bucket, file_info, has_scheme
 from rayal.data.splits import folder_dataset
-from rayal.data import (FrameError, is_synthetic_uri, load_image, load_synthetic,
+from rayal.data import (FrameError, is_synthetic_uri, iter_manifest, load_image, load_synthetic,
                         manifest_num_rows, synthetic_uri, unit_region_map,
                         validate_manifest_schema)
 
@@ -44,6 +44,26 @@ def frame_source(data: DataConfig) -> FrameSource:
     validate_manifest_schema(data.manifest)
     n = manifest_num_rows(data.manifest)
     return FrameSource(None, data.manifest, min(n, limit or n))
+
+
+def check_frame_store(source: FrameSource) -> None:
+    """Look up the first frame on the driver before any worker starts.
+
+    A store refusing the credentials, or a bucket that does not exist, then fails the job here
+    with a message naming the URI, instead of inside a Ray Data worker (whose error reaches
+    the driver as a long wrapped traceback). A missing object is left to the decode stage,
+    which quarantines that frame.
+    """
+    if source.num_frames == 0:
+        return
+    if source.table is not None:
+        first = source.table.column("uri")[0].as_py()
+    else:
+        first = next(iter_manifest(source.manifest_uri, batch_size=1, columns=["uri"])).column(0)[0].as_py()
+    if not has_scheme(first) or is_synthetic_uri(first):
+        return
+    if file_info(first)[2].type == pa.fs.FileType.NotFound:
+        check_bucket(first)
 
 
 class DecodeFrames:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from rayal.config import RayalConfig
 from rayal.data import join_uri, write_bytes
 from rayal.pipeline.batch import FrameBatchScorer
-from rayal.pipeline.frames import FrameSource, decode_frames, frame_source
+from rayal.pipeline.frames import FrameSource, check_frame_store, decode_frames, frame_source
 from rayal.pipeline.manifest_source import ManifestDatasource
 from rayal.pipeline.runtime import init_ray, quiet_ray_data, write_run_metadata
 from rayal.pipeline.sink import ScoreSink
@@ -96,6 +96,7 @@ def run_scoring(config: RayalConfig, *, progress: bool = True) -> ScoreSummary:
         else:
             raise ValueError("data.num_classes is required unless model.checkpoint is given")
     source = frame_source(config.data)
+    check_frame_store(source)   # a refusing store fails here, naming the URI
     output_dir = config.output_dir
     write_run_metadata(config, output_dir)
     started_ray = init_ray(config.ray)

@@ -183,3 +183,25 @@ def test_cli_errors_name_the_uri(s3, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert denied.returncode == 2, denied.stderr[-3000:]
     assert f"rayal score: error: {run}/ds/manifest.parquet: access denied" in denied.stderr
+
+
+def test_frames_in_a_refusing_store_fail_before_any_worker(s3, tmp_path):
+    """A local manifest whose frames are on S3: a misspelt bucket or refused credentials stop
+    `rayal score` on the driver (exit 2, naming the URI), not one quarantined frame at a time."""
+    _, run, _ = _s3_project(tmp_path)
+    frame = f"{run}/ds/train/syn_0000000.png"
+    for name, first in (("misspelt", "s3://rayal-no-such-bucket/ds/f0.png"), ("denied", frame)):
+        write_manifest({"frame_id": ["f0", "f1"], "uri": [first, frame]}, str(tmp_path / f"{name}.parquet"))
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({
+            "data": {"source": "manifest", "manifest": str(tmp_path / f"{name}.parquet"), "num_classes": 8},
+            "output_dir": str(tmp_path / name)}))
+    missing = _rayal("-m", "rayal.cli.main", "score", tmp_path / "misspelt.yaml", timeout=300)
+    assert missing.returncode == 2, missing.stderr[-3000:]
+    assert ("rayal score: error: s3://rayal-no-such-bucket/ds/f0.png: bucket 'rayal-no-such-bucket' "
+            "does not exist") in missing.stderr
+    denied = subprocess.run([sys.executable, "-m", "rayal.cli.main", "score", str(tmp_path / "denied.yaml")],
+                            env={**os.environ, "AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+                            capture_output=True, text=True, timeout=300)
+    assert denied.returncode == 2, denied.stderr[-3000:]
+    assert f"rayal score: error: {frame}: access denied" in denied.stderr
+    assert "Traceback" not in denied.stderr and not (tmp_path / "denied").exists()
