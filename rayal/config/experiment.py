@@ -26,6 +26,10 @@ class LoopConfig(Section):
                                          "every round on, so give the reference their total")
     baseline: str | None = Field(None, description="also run this strategy (e.g. random) with "
                                  "the same seed, into <output_dir>/baseline_<name>")
+    annotation: Literal["dominant", "one_pixel"] = Field(
+        "dominant", description="how the simulated annotator labels a superpixel: its dominant "
+        "ground-truth label (one click), or MADBAL's one pixel: the true label of its "
+        "highest-scoring pixel under the current model (one click)")
     plot_frames: int = Field(4, ge=0, description="frames shown with their selected regions")
     keep_scores: bool = Field(False, description="keep each round's score tables")
 

@@ -215,3 +215,10 @@ class RayalConfig(Section):
         if self.scoring.mode == "multi_head" and not self.madbal.enabled:
             raise ValueError("scoring.mode 'multi_head' needs madbal.enabled: true")
         return self
+
+    @model_validator(mode="after")
+    def _one_pixel_needs_superpixels(self) -> "RayalConfig":
+        if self.loop.annotation == "one_pixel" and self.pool.unit != "superpixel":
+            raise ValueError(f"loop.annotation 'one_pixel' labels superpixels; pool.unit is "
+                             f"{self.pool.unit!r}")
+        return self

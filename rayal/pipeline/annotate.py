@@ -56,9 +56,13 @@ def _clicks(config: RayalConfig, units) -> int:
     return total
 
 
-def annotate_round(config: RayalConfig, pool, round_id: int) -> dict:
+def annotate_round(config: RayalConfig, pool, round_id: int, round_dir: str | None = None,
+                   checkpoint: str | None = None) -> dict:
     """Label round ``round_id``'s queued units from the ground truth; returns the cost:
-    ``units``, ``clicks``, ``class_hist`` (selected units per dominant class), ``quarantined``."""
+    ``units``, ``clicks``, ``class_hist`` (selected units per label), ``quarantined``.
+
+    ``loop.annotation: one_pixel``: each superpixel's label is its highest-scoring pixel's
+    under ``checkpoint``, written to ``round_dir`` (:mod:`rayal.pipeline.one_pixel`)."""
     units = pool.units("queued", round_id)
     frames = pool.frames(units.column("frame_id").unique().to_pylist())
     batch = label_summaries(units, frames, unit=config.pool.unit, data=config.data,
@@ -71,6 +75,13 @@ def annotate_round(config: RayalConfig, pool, round_id: int) -> dict:
     labelled = pool.units("labeled", round_id)
     num_classes = config.data.num_classes
     dominant = labelled.column("dominant_class").to_numpy().astype(np.int64)
+    if config.loop.annotation == "one_pixel" and labelled.num_rows:
+        from rayal.pipeline.one_pixel import annotate_points, write_points
+
+        points = annotate_points(config, labelled, checkpoint)
+        write_points(round_dir, points)
+        dominant = points.column("label").to_numpy().astype(np.int64)
+        dominant[dominant == config.data.ignore_index] = -1
     hist = np.bincount(dominant[dominant >= 0], minlength=num_classes)[:num_classes]
     return {"units": labelled.num_rows, "clicks": _clicks(config, labelled) if labelled.num_rows else 0,
             "class_hist": hist.tolist(), "quarantined": quarantined}

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from rayal.config.sections import PoolConfig, RayalConfig
 from rayal.data import exists, join_uri
+from rayal.data.io import parent_uri
 from rayal.pipeline.frames import pool_frame_batches
 from rayal.pipeline.annotate import annotate_round, pool_units_total
 from rayal.pipeline.reference import full_supervision_miou
@@ -94,7 +95,13 @@ def _train(config: RayalConfig, pool, round_dir: str, prev: str | None, r: int, 
     from rayal.train.dataset import specs_from_units
     from rayal.train.trainer import fit
 
-    specs = specs_from_units(pool.units("labeled"), config.pool.unit)
+    one_pixel = ()
+    if config.loop.annotation == "one_pixel":
+        from rayal.pipeline.one_pixel import point_specs
+
+        run_dir = parent_uri(round_dir)
+        one_pixel = point_specs([_round_dir(run_dir, i) for i in range(r + 1)], config.data.ignore_index)
+    specs = specs_from_units(pool.units("labeled"), config.pool.unit, one_pixel)
     pseudo = None
     threshold = query.schema.metadata and json.loads(
         query.schema.metadata.get(b"rayal.extras", b"{}")).get("pseudo_label_threshold")
@@ -160,7 +167,7 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
                   else {"cost": config.selection.budget_cost})
         query = _select(config, pool, r, score_dir, budget, strategy, params)
         times["select"], tic = time.perf_counter() - tic, time.perf_counter()
-        cost = annotate_round(config, pool, r)
+        cost = annotate_round(config, pool, r, round_dir, prev)
         times["annotate"], tic = time.perf_counter() - tic, time.perf_counter()
         checkpoint = _train(config, pool, round_dir, prev, r, query)
         times["train"], tic = time.perf_counter() - tic, time.perf_counter()
