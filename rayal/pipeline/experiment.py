@@ -163,6 +163,9 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
         params.setdefault("unit", config.pool.unit)
         if strategy == "ceal":   # the pseudo-label threshold shrinks with the AL round
             params.setdefault("round_index", r - 1)
+        if strategy == "meal":   # one UMAP for the run, fitted on the initial model's features
+            params.setdefault("manifold_from", _score(config, _round_dir(run_dir, 0), None, []))
+            params.setdefault("umap_seed", config.seed)
         budget = ({"units": budget_units} if r == 0 or config.selection.budget_cost is None
                   else {"cost": config.selection.budget_cost})
         query = _select(config, pool, r, score_dir, budget, strategy, params)

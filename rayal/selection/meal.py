@@ -21,6 +21,13 @@ DESIGN.md specifies it:
 If there are at most N candidates they are all returned (no UMAP). Candidates
 without an embedding row are dropped (counted in ``extras["missing_embeddings"]``).
 
+Fitted once (MEAL): the paper fits Phi before active learning starts, on the features of the
+initial model, and maps every later round's candidate features through it. ``manifold_from``
+names the score directory whose embeddings the UMAP is fitted on (``rayal run`` passes its
+round-0 scores, made by the initial model) and ``umap_seed`` its seed (``rayal run``: the run's
+seed), so every round uses the same map; without them the UMAP is fitted on the current
+round's tables with the selection seed.
+
 Reducer cache (MEAL): the fitted UMAP is kept on the strategy instance, keyed
 by the identity of the embeddings source (the same ``pa.Table`` object, or the
 same path/URI string) plus seed, unit, ``umap_sample`` and ``n_neighbors``; a
@@ -199,13 +206,16 @@ class MEAL(Strategy):
 
     Parameters: ``unit`` (patch | superpixel), ``n_candidates`` (N_I), ``umap_sample``
     (rows of the pool the MEAL UMAP is fitted on), ``n_neighbors`` (UMAP),
-    ``fine_tune``. Budgets are in units; a budget above N_I returns the N_I candidates.
+    ``fine_tune``, ``manifold_from`` (score directory the MEAL UMAP is fitted on; None: the
+    current tables), ``umap_seed`` (None: the selection seed). Budgets are in units; a budget
+    above N_I returns the N_I candidates.
     """
 
     level = "region"
 
     def __init__(self, unit: str = "patch", n_candidates: int = 200, umap_sample: int = UMAP_SAMPLE,
-                 n_neighbors: int = 15, fine_tune: bool = False):
+                 n_neighbors: int = 15, fine_tune: bool = False, manifold_from: str | None = None,
+                 umap_seed: int | None = None):
         check_choice("unit", unit, REGION_UNITS)
         check_range("n_candidates", n_candidates, 1, integer=True)
         check_range("umap_sample", umap_sample, 1, integer=True)
@@ -214,6 +224,11 @@ class MEAL(Strategy):
             raise ValueError(f"fine_tune must be a bool, got {fine_tune!r}")
         self.unit, self.n_candidates, self.umap_sample = unit, int(n_candidates), int(umap_sample)
         self.n_neighbors, self.fine_tune = int(n_neighbors), fine_tune
+        if manifold_from is not None and not isinstance(manifold_from, str):
+            raise ValueError(f"manifold_from must be a score directory path or URI, got {manifold_from!r}")
+        if umap_seed is not None:
+            check_range("umap_seed", umap_seed, 0, integer=True)
+        self.manifold_from, self.umap_seed = manifold_from, umap_seed
         self._fit_source = None
         self._fit_key: tuple | None = None
         self.reducer = None
@@ -221,6 +236,9 @@ class MEAL(Strategy):
 
     def _pool_reducer(self, tables: ScoreTables, pool: PoolView, seed: int) -> tuple[object, float, bool]:
         """The cached pool-fitted UMAP, fitting it first when the key changed -> (reducer, seconds, reused)."""
+        if self.manifold_from is not None:
+            tables = ScoreTables.from_dir(self.manifold_from)
+        seed = seed if self.umap_seed is None else self.umap_seed
         source = tables.embeddings
         key = (seed, self.unit, self.umap_sample, self.n_neighbors)
         same_source = (source is self._fit_source if isinstance(source, pa.Table)

@@ -137,6 +137,30 @@ def test_parquet_tables_and_path_cache(tiny, tmp_path):
     assert again.extras["umap_reused"]  # same path string -> same reducer
 
 
+def test_manifold_fitted_once_on_the_initial_tables(tiny, tmp_path):
+    """MEAL's Phi: fitted on ``manifold_from`` (round 0's features) with ``umap_seed``, whatever
+    the round's tables and selection seed; each round only transforms its candidates."""
+    tables, pool = tiny
+    initial, _ = synthetic_tables(N_PATCHES, DIM, seed=7, patches_per_frame=4, n_clusters=4)
+    for name in ("regions", "embeddings"):
+        (tmp_path / name).mkdir()
+        pq.write_table(getattr(initial, name), tmp_path / name / "part-0.parquet")
+    x0 = sample_pool_embeddings(initial, pool, "patch", 10**6, seed=0)
+    maps = []
+    for seed in (11, 12):   # two rounds: other selection seeds, same run
+        meal = MEAL(n_candidates=N_I, manifold_from=str(tmp_path), umap_seed=3)
+        query = meal.select(tables, pool, Budget(units=N), seed=seed)
+        assert query.extras["umap_fit_rows"] == N_PATCHES
+        assert np.array_equal(np.asarray(meal.reducer._raw_data, np.float32), x0)   # the initial features
+        maps.append(meal.reducer.embedding_)
+    assert np.allclose(maps[0], maps[1])                 # one map for the whole run
+    default = MEAL(n_candidates=N_I)
+    default.select(tables, pool, Budget(units=N), seed=11)
+    assert not np.array_equal(np.asarray(default.reducer._raw_data, np.float32), x0)
+    with pytest.raises(ValueError, match="manifold_from"):
+        MEAL(manifold_from=3)
+
+
 def test_fewer_candidates_than_budget_returns_all(tiny):
     tables, pool = tiny
     query = MEAL(n_candidates=3).select(tables, pool, Budget(units=N), seed=0)
