@@ -201,9 +201,23 @@ def _fmt(values: list, digits: int = 4) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+PAIRED_BASELINE = "random"
+
+
+def paired_differences(summaries: list[dict], strategy: str, baseline: str = PAIRED_BASELINE) -> list[float]:
+    """AuALC(strategy) - AuALC(baseline) per seed both ran (same seed: same initial set and
+    reference), in seed order; [] for the baseline itself or when it was not run."""
+    if strategy == baseline:
+        return []
+    base = {s["seed"]: s["aualc"] for s in summaries if s["strategy"] == baseline and s["aualc"] is not None}
+    own = {s["seed"]: s["aualc"] for s in summaries if s["strategy"] == strategy and s["aualc"] is not None}
+    return [own[k] - base[k] for k in sorted(set(own) & set(base))]
+
+
 def strategy_stats(config: RayalConfig, summaries: list[dict]) -> list[dict]:
     """Per strategy (``compare.strategies`` order): AuALC / final mIoU mean and sample std over
-    seeds, mean labelled fraction to reach 90 / 95 % of full supervision and how often it did."""
+    seeds, mean labelled fraction to reach 90 / 95 % of full supervision and how often it did,
+    and the paired AuALC difference to random per seed (``vs_random``)."""
     stats = []
     for strategy in config.compare.strategies:
         runs = [s for s in summaries if s["strategy"] == strategy]
@@ -214,6 +228,7 @@ def strategy_stats(config: RayalConfig, summaries: list[dict]) -> list[dict]:
         for pct in (90, 95):
             reached = [s[f"budget_to_{pct}"] for s in runs if s[f"budget_to_{pct}"] is not None]
             entry[f"to_{pct}"] = reached
+        entry["vs_random"] = paired_differences(summaries, strategy)
         stats.append(entry)
     return stats
 
@@ -225,15 +240,18 @@ def comparison_table(config: RayalConfig, summaries: list[dict]) -> str:
              f"{len(config.compare.seeds)} seed(s), unit {s0['unit']} ({s0['units_total']} in the pool)",
              "", f"full-supervision mIoU {s0['full_miou']:.4f}; AuALC and mIoU: mean ± sample std "
              "over seeds; 'to 95%': mean labelled fraction of pool units at the first round "
-             "reaching 95% of full supervision, over the seeds that reached it", "",
-             "| strategy | runs | AuALC | final mIoU | to 90% | reached | to 95% | reached | min/run |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "reaching 95% of full supervision, over the seeds that reached it; 'AuALC - random': "
+             "paired difference per seed (same initial set), mean ± std, and the seeds it is > 0", "",
+             "| strategy | runs | AuALC | AuALC - random | above random | final mIoU | to 90% | "
+             "reached | to 95% | reached | min/run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     stats = strategy_stats(config, summaries)
     for e in stats:
-        n = e["runs"]
-        lines.append(f"| {e['strategy']} | {n} | {_fmt(e['aualc'])} | {_fmt(e['final_miou'])} | "
-                     f"{_fmt(e['to_90'], 3)} | {len(e['to_90'])}/{n} | {_fmt(e['to_95'], 3)} | "
-                     f"{len(e['to_95'])}/{n} | {e['minutes']:.1f} |")
+        n, diffs = e["runs"], e["vs_random"]
+        above = f"{sum(d > 0 for d in diffs)}/{len(diffs)}" if diffs else "-"
+        lines.append(f"| {e['strategy']} | {n} | {_fmt(e['aualc'])} | {_fmt(diffs)} | {above} | "
+                     f"{_fmt(e['final_miou'])} | {_fmt(e['to_90'], 3)} | {len(e['to_90'])}/{n} | "
+                     f"{_fmt(e['to_95'], 3)} | {len(e['to_95'])}/{n} | {e['minutes']:.1f} |")
     ranked = sorted((e for e in stats if e["aualc"]), key=lambda e: -np.mean(e["aualc"]))
     if ranked:
         lines += ["", "ranking by mean AuALC: " + " > ".join(e["strategy"] for e in ranked)]

@@ -115,7 +115,11 @@ def test_table_means_sample_std_and_reach_counts(tmp_path):
     table = comparison_table(config, summaries)
     random_line = next(ln for ln in table.splitlines() if ln.startswith("| random |"))
     # mean 0.7, sample std sqrt(((-.1)^2 + 0 + .1^2) / 2) = 0.1; to 95%: mean of the 2 reached
-    assert "| 0.7000 ± 0.1000 | 0.4400 ± 0.0400 | - | 0/3 | 0.375 ± 0.177 | 2/3 |" in random_line
+    assert "| 0.7000 ± 0.1000 | - | - | 0.4400 ± 0.0400 | - | 0/3 | 0.375 ± 0.177 | 2/3 |" in random_line
+    # paired per seed: 0.9 - (0.6, 0.7, 0.8) = (0.3, 0.2, 0.1) -> 0.2 ± 0.1, above random in 3/3
+    entropy_line = next(ln for ln in table.splitlines() if ln.startswith("| entropy |"))
+    assert "| 0.9000 ± 0.0000 | 0.2000 ± 0.1000 | 3/3 |" in entropy_line
+    assert stats["entropy"]["vs_random"] == pytest.approx([0.3, 0.2, 0.1])
     assert table.splitlines()[-1] == "ranking by mean AuALC: entropy > random"
     rows = [{"strategy": "random", "seed": k, "round": r, "labelled_fraction": 0.25 * (r + 1),
              "miou": 0.1 * r + 0.02 * k} for k in range(3) for r in range(2)]
