@@ -134,8 +134,10 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
                                       state_dir=join_uri(run_dir, "pool"), snapshot_every=1000))
     for batch in pool_frame_batches(config.data):
         pool.register(pa.Table.from_batches([batch]))
+    tic = time.perf_counter()
     round0 = (_score(config, _round_dir(run_dir, 0), None, [])
               if config.pool.unit == "superpixel" else None)   # counts the real superpixels
+    round0_seconds = time.perf_counter() - tic   # round 0's scoring, done here, is timed here
     total = pool_units_total(config, pool.state.num_frames, round0)
     lp = config.loop
     cap = _budget_units(lp.max_labelled, total) if lp.max_labelled else total
@@ -158,6 +160,8 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
         labelled_ids = pool.units("labeled").column("frame_id").unique().to_pylist()
         score_dir = _score(config, round_dir, prev, labelled_ids if r else [])
         times["score"], tic = time.perf_counter() - tic, time.perf_counter()
+        if r == 0:
+            times["score"] += round0_seconds
         strategy = "random" if r == 0 else config.selection.strategy
         params = {} if r == 0 else dict(config.selection.params)
         params.setdefault("unit", config.pool.unit)

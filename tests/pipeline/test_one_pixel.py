@@ -56,6 +56,7 @@ def test_run_labels_the_highest_entropy_pixel_of_each_selected_superpixel(ray_lo
     split = labelled_split(config.data, "train")
     rounds = pq.read_table(run / "rounds.parquet").to_pylist()
     labelled = pool.units("labeled")
+    assert rounds[0]["seconds_score"] > 0   # scored before the loop (to count superpixels), still timed
     for r, row in enumerate(rounds):
         points = pq.read_table(run / f"round_{r:03d}" / "points.parquet").to_pylist()
         assert len(points) == row["selected_units"] == row["clicks"]
