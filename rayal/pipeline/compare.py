@@ -152,7 +152,12 @@ def check_same_config(config: RayalConfig, ignore: tuple[str, ...] = _RUNTIME_SE
     path = join_uri(config.output_dir, "config.yaml")
     if not exists(path):
         return
-    before = _comparable(yaml.safe_load(read_bytes(path)) or {}, ignore)
+    raw = yaml.safe_load(read_bytes(path)) or {}
+    try:   # through today's config model: a field added since gets its default on both sides
+        raw = yaml.safe_load(dump_config(config_from_dict(raw)))
+    except (ConfigError, ValueError):
+        pass   # a field since removed or renamed: compare as written, it shows up as changed
+    before = _comparable(raw, ignore)
     now = _comparable(yaml.safe_load(dump_config(config)), ignore)
     changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
     if changed:

@@ -125,3 +125,23 @@ def test_table_means_sample_std_and_reach_counts(tmp_path):
              "miou": 0.1 * r + 0.02 * k} for k in range(3) for r in range(2)]
     x, y, sd = mean_curves(rows, ["random"])["random (n=3)"]
     assert x == [0.25, 0.5] and y == pytest.approx([0.02, 0.12]) and sd == pytest.approx([0.02, 0.02])
+
+
+def test_a_run_dir_from_before_a_new_field_is_still_the_same_setting(tmp_path):
+    """Resuming a comparison after an upgrade: a field the old config.yaml lacks takes its
+    default; a value that really differs is still refused."""
+    import yaml as _yaml
+
+    from rayal.config import dump_config
+    from rayal.pipeline.compare import check_same_config
+
+    config = load_config(_write(tmp_path), [f"output_dir={tmp_path / 'run'}"])
+    (tmp_path / "run").mkdir()
+    old = _yaml.safe_load(dump_config(config))
+    del old["loop"]["annotation"], old["loop"]["reference_epochs"]    # written before they existed
+    (tmp_path / "run" / "config.yaml").write_text(_yaml.safe_dump(old))
+    check_same_config(config)
+    old["train"]["lr"] = 0.5
+    (tmp_path / "run" / "config.yaml").write_text(_yaml.safe_dump(old))
+    with pytest.raises(ConfigError, match=r"differs in \['train.lr'\]"):
+        check_same_config(config)
