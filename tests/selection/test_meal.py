@@ -146,14 +146,18 @@ def test_manifold_fitted_once_on_the_initial_tables(tiny, tmp_path):
         (tmp_path / name).mkdir()
         pq.write_table(getattr(initial, name), tmp_path / name / "part-0.parquet")
     x0 = sample_pool_embeddings(initial, pool, "patch", 10**6, seed=0)
-    maps = []
-    for seed in (11, 12):   # two rounds: other selection seeds, same run
+    maps, reused = [], []
+    for seed in (11, 12):   # two rounds, each with a new strategy instance: one fit, then reuse
         meal = MEAL(n_candidates=N_I, manifold_from=str(tmp_path), umap_seed=3)
         query = meal.select(tables, pool, Budget(units=N), seed=seed)
         assert query.extras["umap_fit_rows"] == N_PATCHES
         assert np.array_equal(np.asarray(meal.reducer._raw_data, np.float32), x0)   # the initial features
         maps.append(meal.reducer.embedding_)
-    assert np.allclose(maps[0], maps[1])                 # one map for the whole run
+        reused.append(query.extras["umap_reused"])
+    assert np.allclose(maps[0], maps[1]) and reused == [False, True]   # one map for the whole run
+    from rayal.selection.meal import fit_reducer
+    refit = fit_reducer(x0, 3)     # the cached map is the seeded fit itself
+    assert np.allclose(refit.embedding_, maps[0])
     default = MEAL(n_candidates=N_I)
     default.select(tables, pool, Budget(units=N), seed=11)
     assert not np.array_equal(np.asarray(default.reducer._raw_data, np.float32), x0)
