@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from rayal.config.sections import DataConfig, ScoringConfig
-from rayal.data.io import StorageError, check_bucket, file_info, has_scheme
+from rayal.data.io import StorageError, check_bucket, has_scheme
 from rayal.data.splits import folder_dataset
 from rayal.data import (FrameError, is_synthetic_uri, iter_manifest, load_image, load_synthetic,
                         manifest_num_rows, synthetic_uri, unit_region_map,
@@ -47,7 +47,7 @@ def frame_source(data: DataConfig) -> FrameSource:
 
 
 def check_frame_store(source: FrameSource) -> None:
-    """Look up the first frame on the driver before any worker starts.
+    """Look up the first frame's bucket on the driver before any worker starts.
 
     A store refusing the credentials, or a bucket that does not exist, then fails the job here
     with a message naming the URI, instead of inside a Ray Data worker (whose error reaches
@@ -60,10 +60,8 @@ def check_frame_store(source: FrameSource) -> None:
         first = source.table.column("uri")[0].as_py()
     else:
         first = next(iter_manifest(source.manifest_uri, batch_size=1, columns=["uri"])).column(0)[0].as_py()
-    if not has_scheme(first) or is_synthetic_uri(first):
-        return
-    if file_info(first)[2].type == pa.fs.FileType.NotFound:
-        check_bucket(first)
+    if has_scheme(first) and not is_synthetic_uri(first):
+        check_bucket(first)   # one bucket lookup: refused credentials or a missing bucket raise
 
 
 class DecodeFrames:
