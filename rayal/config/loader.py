@@ -9,10 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from rayal.config.sections import RayalConfig
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the field."""
+from rayal.errors import ConfigError   # a RayalError and a ValueError; re-exported here
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
