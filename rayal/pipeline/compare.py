@@ -80,8 +80,11 @@ def strategy_class(name: str) -> type:
 
 
 def strategy_takes(name: str) -> set[str]:
-    """Parameters (``selection.params`` keys) the constructor of strategy ``name`` takes."""
-    return set(inspect.signature(strategy_class(name).__init__).parameters) - {"self"}
+    """Parameters (``selection.params`` keys) strategy ``name`` takes: its constructor's and the
+    batch-diversity stage's (:mod:`rayal.selection.diversity`), which every strategy accepts."""
+    from rayal.selection.diversity import PARAMS
+
+    return (set(inspect.signature(strategy_class(name).__init__).parameters) - {"self"}) | set(PARAMS)
 
 
 def check_strategy_params(name: str, params: dict, where: str) -> None:

@@ -45,11 +45,22 @@ def list_strategies() -> list[str]:
 
 
 def get_strategy(name: str, **params) -> Strategy:
-    """Instantiate the strategy registered as ``name`` with its defaults updated by ``params``."""
+    """Instantiate the strategy registered as ``name`` with its defaults updated by ``params``.
+
+    The batch-diversity parameters (``diversity``, ``n_candidates``, ``dedup_threshold``,
+    ``sequence_key``, ... see :mod:`rayal.selection.diversity`) are taken out and, when they
+    ask for anything, wrap the strategy in that stage; every strategy composes with it.
+    """
+    from rayal.selection.diversity import Diverse, split_diversity_params, wants_diversity
+
     _load_all()
     if name not in _REGISTRY:
         raise ValueError(f"unknown strategy {name!r}; choose from {sorted(_REGISTRY)}")
     cls, defaults = _REGISTRY[name]
+    params, diversity = split_diversity_params(params)
     strategy = cls(**{**defaults, **params})
     strategy.name = name
+    if wants_diversity(diversity):
+        strategy = Diverse(strategy, **diversity)
+        strategy.name = name
     return strategy
