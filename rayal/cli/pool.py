@@ -151,9 +151,14 @@ def _ingest(config, handle, args) -> None:
         f, r, msg = zip(*ids)
         _get(handle.quarantine.remote(list(f), list(r), list(msg)))
         print(f"quarantined {len(ids)} unit(s) of {len(batch.errors)} frame(s) with bad labels")
+    for name, reason in batch.refused[:20]:
+        print(f"not ingested: {name}: {reason}")
+    if len(batch.refused) > 20:
+        print(f"not ingested: {len(batch.refused) - 20} more file(s)")
     report = _get(handle.ingest.remote(batch.table, args.round))
     print("ingest: " + ", ".join(f"{k} {v}" for k, v in report.items())
-          + f", no mask yet {len(batch.missing)}")
+          + f", no mask yet {len(batch.missing)}"
+          + (f", files not ingested {len(batch.refused)}" if batch.refused else ""))
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
