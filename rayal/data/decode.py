@@ -1,9 +1,16 @@
 """Decoding frames and label masks from bytes, with validation and resizing.
 
-Images come back as ``uint8 (H, W, 3)`` RGB. Masks come back as ``(H, W)``
-class ids: ``uint8`` when every valid id and the ignore index fit in 0..255,
-``int16`` otherwise (e.g. ``ignore_index=-1``). Every failure raises
-:class:`FrameError` (images) or :class:`LabelError` (masks) naming the item.
+This is the one decode path of rayal: scoring, training, evaluation, query export and the
+simulated annotator all read frames through :func:`decode_image` / :func:`load_image` (pixels)
+or :func:`read_image_size` (header only), so they all see the same pixels.
+
+Images come back as ``uint8 (H, W, 3)`` RGB, **upright**: an EXIF orientation tag (phone and
+drone JPEGs) is applied the way labelling tools and browsers apply it
+(:func:`PIL.ImageOps.exif_transpose`), so a mask drawn on the displayed view lines up with the
+decoded frame. Masks are decoded as stored (label files carry no orientation). Masks come back
+as ``(H, W)`` class ids: ``uint8`` when every valid id and the ignore index fit in 0..255,
+``int16`` otherwise (e.g. ``ignore_index=-1``). Every failure raises :class:`FrameError`
+(images) or :class:`LabelError` (masks) naming the item.
 """
 
 from __future__ import annotations
@@ -12,13 +19,16 @@ import io as _io
 import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rayal.data.errors import FrameError, LabelError
 from rayal.data.io import read_bytes
 
 __all__ = [
+    "DataWarning",
     "decode_image",
+    "read_image_size",
+    "image_size_of",
     "load_image",
     "decode_mask",
     "load_mask",
@@ -29,6 +39,24 @@ __all__ = [
 
 _SINGLE_CHANNEL_MODES = {"L", "P", "1", "I", "I;16", "I;16L", "I;16B", "I;16N"}
 _MAX_LISTED_IDS = 10
+_EXIF_ORIENTATION = 0x0112
+_SWAPS_AXES = {5, 6, 7, 8}          # EXIF orientations that rotate by 90 degrees
+_LOW_DEPTH_BITS = 12                # 16-bit frames whose values stay below 2**12 get a warning
+_MAX_FRAME_WARNINGS = 3             # per problem and process; then one "not repeated" note
+_warned: dict[str, int] = {}
+
+
+class DataWarning(UserWarning):
+    """Input that decodes but is probably not what the user meant (names the frame and value)."""
+
+
+def warn_data(kind: str, message: str) -> None:
+    """Warn ``message`` (a :class:`DataWarning`) at most a few times per ``kind`` and process."""
+    count = _warned.get(kind, 0)
+    _warned[kind] = count + 1
+    if count < _MAX_FRAME_WARNINGS:
+        more = " (not repeated for further frames)" if count == _MAX_FRAME_WARNINGS - 1 else ""
+        warnings.warn(message + more, DataWarning, stacklevel=3)
 
 
 def _check_size(size, name: str = "size") -> tuple[int, int] | None:
@@ -83,18 +111,66 @@ def resize_mask(mask: np.ndarray, size) -> np.ndarray:
     return mask[rows[:, None], cols[None, :]]
 
 
-def decode_image(data: bytes, *, frame_id: str | None = None, uri: str | None = None, size=None) -> np.ndarray:
-    """Decode PNG/JPEG/... bytes to ``uint8 (H, W, 3)`` RGB.
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1..8) of an opened image; 1 when absent or unreadable."""
+    try:
+        value = int(img.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - a broken EXIF block is no orientation, not a bad frame
+        return 1
+    return value if 1 <= value <= 8 else 1
 
-    Grayscale, palette and RGBA (alpha dropped) images are converted to RGB;
-    16-bit grayscale is scaled to 8 bits. ``size=(H, W)`` resizes bilinearly.
+
+def image_size_of(data: bytes, *, frame_id: str | None = None, uri: str | None = None) -> tuple[int, int]:
+    """``(H, W)`` of the frame in ``data`` as :func:`decode_image` returns it (EXIF orientation
+    applied), read from the header only. Unreadable bytes raise FrameError naming the item."""
+    if data is None or len(data) == 0:
+        raise FrameError("cannot decode image: empty data", frame_id=frame_id, uri=uri)
+    try:
+        img = Image.open(_io.BytesIO(data))
+        width, height = img.size
+    except UnidentifiedImageError:
+        raise FrameError("cannot decode image: unrecognised image format", frame_id=frame_id, uri=uri) from None
+    except Exception as e:  # noqa: BLE001 - any unreadable header names the frame
+        raise FrameError(f"cannot decode image: {type(e).__name__}: {e}", frame_id=frame_id, uri=uri) from None
+    return (width, height) if _orientation(img) in _SWAPS_AXES else (height, width)
+
+
+def read_image_size(uri: str, *, frame_id: str | None = None) -> tuple[int, int]:
+    """Read ``uri`` and return its upright ``(H, W)`` (see :func:`image_size_of`)."""
+    return image_size_of(read_bytes(uri, frame_id=frame_id), frame_id=frame_id, uri=str(uri))
+
+
+def _warn_low_depth(arr: np.ndarray, frame_id, uri) -> None:
+    """Warn when a 16-bit frame's values use only a small fraction of the 16 bits."""
+    top = int(arr.max(initial=0))
+    if 0 < top < 2 ** _LOW_DEPTH_BITS:
+        name = f"frame {frame_id}" if frame_id is not None else f"frame {uri or '<bytes>'}"
+        levels = int(top * 255 / 65535) + 1
+        warn_data("low_depth", f"{name}: 16-bit image whose largest value is {top} "
+                               f"({top.bit_length()}-bit data); scaled to 8 bits it keeps only "
+                               f"{levels} grey level(s). Rescale it to the full 16-bit range "
+                               "(or save it as 8-bit) before using it with rayal")
+
+
+def decode_image(data: bytes, *, frame_id: str | None = None, uri: str | None = None, size=None) -> np.ndarray:
+    """Decode PNG/JPEG/... bytes to ``uint8 (H, W, 3)`` RGB, upright.
+
+    An EXIF orientation tag is applied (as labelling tools do), so ``H, W`` are those of the
+    displayed image. Grayscale, palette and RGBA (alpha dropped) images are converted to RGB;
+    16-bit grayscale is scaled to 8 bits (a :class:`DataWarning` names frames whose values
+    use under 12 of the 16 bits). ``size=(H, W)`` resizes bilinearly.
     Undecodable or empty bytes raise FrameError("cannot decode image: ...").
     """
     size = _check_size(size)
     img = _open(data, FrameError, "image", frame_id, uri)
+    if _orientation(img) != 1:
+        img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        scale = 255.0 / 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 1.0
+        sixteen = img.mode.startswith("I;16") or arr.max(initial=0) > 255
+        if sixteen and img.mode != "F":
+            _warn_low_depth(arr, frame_id, uri)
+        scale = 255.0 / 65535.0 if sixteen else 1.0
         img = Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8), mode="L")
     if img.mode != "RGB":
         img = img.convert("RGB")
@@ -118,6 +194,29 @@ def mask_dtype(num_classes: int, ignore_index: int) -> np.dtype:
     if -(2**15) <= ignore_index < 2**15 and num_classes <= 2**15:
         return np.dtype(np.int16)
     return np.dtype(np.int32)
+
+
+def _webp_is_lossy(data: bytes) -> bool:
+    """True when WebP ``data`` holds a lossy (VP8) bitstream rather than a lossless (VP8L) one."""
+    pos = 12
+    while pos + 8 <= len(data):
+        fourcc = data[pos:pos + 4]
+        if fourcc == b"VP8 ":
+            return True
+        if fourcc == b"VP8L":
+            return False
+        length = int.from_bytes(data[pos + 4:pos + 8], "little")
+        pos += 8 + length + (length & 1)
+    return False
+
+
+def lossy_format(data: bytes, img: Image.Image) -> str | None:
+    """Name of the lossy encoding of an opened image (``"JPEG"``, ``"lossy WebP"``) or None."""
+    if img.format in ("JPEG", "MPO"):
+        return "JPEG"
+    if img.format == "WEBP" and _webp_is_lossy(data):
+        return "lossy WebP"
+    return None
 
 
 def _unknown_ids(mask: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
@@ -152,7 +251,8 @@ def decode_mask(
         size: ``(H, W)`` to resize to, nearest-neighbour.
 
     Raises:
-        LabelError: undecodable bytes, multi-channel mask, wrong size, or ids
+        LabelError: undecodable bytes, a lossy encoding (JPEG, lossy WebP: compression
+            artefacts change class ids), multi-channel mask, wrong size, or ids
             outside ``[0, num_classes)`` that are not ``ignore_index`` (lists
             up to 10 of them).
     """
@@ -162,6 +262,10 @@ def decode_mask(
     expected_size = _check_size(expected_size, "expected_size")
     size = _check_size(size)
     img = _open(data, LabelError, "mask", frame_id, uri)
+    lossy = lossy_format(data, img)
+    if lossy is not None:
+        raise LabelError(f"{lossy} mask: lossy compression changes class ids at every edge; "
+                         "save masks losslessly (PNG)", frame_id=frame_id, uri=uri)
     if img.mode not in _SINGLE_CHANNEL_MODES:
         raise LabelError(
             f"mask must be single-channel class ids (got PIL mode {img.mode}, {len(img.getbands())} channels)",

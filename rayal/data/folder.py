@@ -21,11 +21,12 @@ from rayal.data.decode import _check_size, decode_image, decode_mask, resize_ima
 from rayal.data.errors import FrameError, LabelError
 from rayal.data.io import exists, has_scheme, join_uri, list_files, read_bytes
 from rayal.data.manifest import MANIFEST_SCHEMA
+from rayal.data.maskfiles import MASK_EXTENSIONS, MaskFiles, index_mask_files
 
 __all__ = ["FrameRecord", "FolderDataset", "IMAGE_EXTENSIONS", "MASK_EXTENSIONS", "read_split_file"]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")  # lossless only: JPEG corrupts class ids
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")   # compared case-insensitively
+# masks: the rule of rayal.data.maskfiles (lossless only: JPEG corrupts class ids)
 
 
 @dataclass(frozen=True)
@@ -153,12 +154,13 @@ class FolderDataset:
         mask_index: dict[str, str] = {}
         if self.masks_dir is not None:
             try:
-                mask_index = _index_dir(self.masks_dir, MASK_EXTENSIONS, "mask")
+                mask_files = index_mask_files(list_files(self.masks_dir), self.masks_dir)
             except FileNotFoundError:
                 raise FileNotFoundError(f"masks directory not found: {self.masks_dir}") from None
+            mask_index = mask_files.usable
             unpaired = [s for s in stems if s not in mask_index]
             if unpaired:
-                raise ValueError(self._unpaired_message(unpaired, image_index))
+                raise ValueError(self._unpaired_message(unpaired, image_index, mask_files))
         self._records = [FrameRecord(s, image_index[s], mask_index.get(s)) for s in stems]
 
     def _resolve_split_file(self, split_file: str) -> str:
@@ -166,12 +168,13 @@ class FolderDataset:
             return split_file
         return join_uri(self.root, split_file)
 
-    def _unpaired_message(self, unpaired: list[str], image_index: dict[str, str]) -> str:
+    def _unpaired_message(self, unpaired: list[str], image_index: dict[str, str],
+                          mask_files: MaskFiles) -> str:
         first = unpaired[0]
         msg = f"image {image_index[first]} (frame {first}) has no mask in {self.masks_dir}"
-        jpgs = {_split_ext(n)[0] for n, _ in list_files(self.masks_dir) if _split_ext(n)[1] in (".jpg", ".jpeg")}
-        if first in jpgs:
-            msg += " (a JPEG mask exists; lossy masks are not supported, use PNG)"
+        lossy = mask_files.lossy(first)
+        if lossy is not None:
+            msg += f" (a JPEG mask exists: {lossy}; lossy masks are not supported, use PNG)"
         if len(unpaired) > 1:
             msg += f"; {len(unpaired) - 1} more image(s) without masks"
         return msg

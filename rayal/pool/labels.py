@@ -6,7 +6,9 @@ ties to the lowest id; -1 when the region holds only ``ignore_index``).
 
 Masks come from a directory (``<frame_id>.png``: a full-frame mask, or
 ``<frame_id>__<region_id>.png``: one region, either full-frame size or the size
-of the region's bounding box) or, for simulated annotation, from the frames'
+of the region's bounding box; which files count as masks is the rule of
+:mod:`rayal.data.maskfiles`: case-insensitive extensions, lossy JPEG refused by name, and every
+file of the directory that is not ingested is listed in :attr:`LabelBatch.refused` with why) or, for simulated annotation, from the frames'
 registered ``mask_uri`` (synthetic frames render their own). Every mask is
 decoded and validated (size against the frame, class ids against
 ``data.num_classes``) before anything is returned, so one bad file rejects the
@@ -26,6 +28,7 @@ import pyarrow.compute as pc
 from rayal.config.sections import DataConfig, ScoringConfig
 from rayal.data import (FrameError, LabelError, is_synthetic_uri, list_files, load_mask,
                         region_class_counts)
+from rayal.data.maskfiles import index_mask_files
 
 FRAME_SCHEMA = pa.schema([pa.field("frame_id", pa.string(), nullable=False),
                           pa.field("uri", pa.string(), nullable=False),
@@ -129,11 +132,13 @@ def summarize(mask: np.ndarray, num_classes: int, ignore_index: int, regions: np
 
 @dataclass
 class LabelBatch:
-    """Summaries ready for ``ingest``, the units without a mask yet, and (collect mode) bad items."""
+    """Summaries ready for ``ingest``, the units without a mask yet, (collect mode) bad items,
+    and the delivered files that were not used, each with the reason (``refused``)."""
 
     table: pa.Table
     missing: list = field(default_factory=list)   # (frame_id, region_id)
     errors: list = field(default_factory=list)    # (frame_id, [region_id, ...], message)
+    refused: list = field(default_factory=list)   # (file name, reason)
 
 
 def _region_file_mask(uri: str, frame_id: str, region: int, regions: np.ndarray, data: DataConfig,
@@ -203,7 +208,9 @@ def label_summaries(units: pa.Table, frames: pa.Table, *, unit: str, data: DataC
     frames = normalize_frames(frames)
     info = {f: (u, m) for f, u, m in zip(*(frames.column(n).to_pylist()
                                            for n in ("frame_id", "uri", "mask_uri")))}
-    files = dict(list_files(masks_dir)) if masks_dir is not None else {}
+    delivered = index_mask_files(list_files(masks_dir), masks_dir) if masks_dir is not None else None
+    files = delivered.usable if delivered is not None else {}
+    used: set[str] = set()
     by_frame: dict[str, list[int]] = {}
     for f, r in zip(units.column("frame_id").to_pylist(), units.column("region_id").to_pylist()):
         by_frame.setdefault(f, []).append(int(r))
@@ -214,9 +221,11 @@ def label_summaries(units: pa.Table, frames: pa.Table, *, unit: str, data: DataC
             raise ValueError(f"frame {frame_id} is not registered in the pool")
         uri, mask_uri = info[frame_id]
         if masks_dir is not None:
-            frame_mask = files.get(f"{frame_id}.png")
-            region_files = {r: files[f"{frame_id}__{r}.png"] for r in region_ids
-                            if unit != "image" and f"{frame_id}__{r}.png" in files}
+            frame_mask = files.get(frame_id)
+            region_files = {r: files[f"{frame_id}__{r}"] for r in region_ids
+                            if unit != "image" and f"{frame_id}__{r}" in files}
+            used.update(([frame_id] if frame_mask is not None else [])
+                        + [f"{frame_id}__{r}" for r in region_files])
         else:
             frame_mask = mask_uri if mask_uri is not None else (
                 uri if is_synthetic_uri(uri) else None)
@@ -235,4 +244,24 @@ def label_summaries(units: pa.Table, frames: pa.Table, *, unit: str, data: DataC
     if rows:
         f, r, d, c = zip(*rows)
         batch.table = summary_table(f, r, d, np.stack(c))
+    if delivered is not None:
+        batch.refused = _not_ingested(delivered, used, by_frame, unit)
     return batch
+
+
+def _not_ingested(delivered, used: set[str], queued: dict[str, list[int]], unit: str) -> list:
+    """``(file name, reason)`` of every delivered file that was not read as a mask."""
+    out = [(name, reason) for _stem, name, reason in delivered.refused]
+    for stem, uri in delivered.usable.items():
+        if stem in used:
+            continue
+        name = uri.replace("\\", "/").rsplit("/", 1)[-1]
+        frame, sep, region = stem.rpartition("__")
+        if sep and frame in queued and unit == "image":
+            reason = f"a region mask, but pool.unit is image (name it {frame}.png)"
+        elif sep and frame in queued and region.isdigit():
+            reason = f"region {region} of frame {frame} is not queued in this round"
+        else:
+            reason = "no queued unit of this round has this frame id"
+        out.append((name, reason))
+    return sorted(out)
