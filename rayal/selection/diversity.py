@@ -36,7 +36,7 @@ no more units. Needs the embeddings table (``scoring.embeddings: [frame]`` for i
 """
 from __future__ import annotations
 
-import math
+import inspect
 import re
 
 import numpy as np
@@ -50,10 +50,13 @@ PARAMS = ("diversity", "n_candidates", "dedup_threshold", "sequence_key", "per_s
           "sequence_window", "n_clusters")
 
 
-def split_diversity_params(params: dict) -> tuple[dict, dict]:
-    """(strategy params, diversity params) of one ``selection.params`` mapping."""
-    inner = {k: v for k, v in params.items() if k not in PARAMS}
-    return inner, {k: v for k, v in params.items() if k in PARAMS}
+def split_diversity_params(params: dict, cls: type) -> tuple[dict, dict]:
+    """(strategy params, diversity params) of one ``selection.params`` mapping; a name the
+    strategy's own constructor takes (MEAL's ``n_candidates``) stays the strategy's."""
+    own = set(inspect.signature(cls.__init__).parameters)
+    ours = {k for k in params if k in PARAMS and k not in own}
+    return ({k: v for k, v in params.items() if k not in ours},
+            {k: v for k, v in params.items() if k in ours})
 
 
 def wants_diversity(params: dict) -> bool:

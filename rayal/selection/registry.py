@@ -17,7 +17,7 @@ _REGISTRY: dict[str, tuple[type[Strategy], dict]] = {}
 
 # modules that register strategies when imported (one strategy per module)
 STRATEGY_MODULES = ("random", "topk", "oreal", "madbal", "meal", "ceal", "suggestive",
-                    "coreset", "density", "cereals", "vaal")
+                    "coreset", "density", "cereals", "vaal", "typiclust")
 
 
 def register_strategy(name: str, **defaults) -> Callable[[type[Strategy]], type[Strategy]]:
@@ -57,7 +57,7 @@ def get_strategy(name: str, **params) -> Strategy:
     if name not in _REGISTRY:
         raise ValueError(f"unknown strategy {name!r}; choose from {sorted(_REGISTRY)}")
     cls, defaults = _REGISTRY[name]
-    params, diversity = split_diversity_params(params)
+    params, diversity = split_diversity_params(params, cls)
     strategy = cls(**{**defaults, **params})
     strategy.name = name
     if wants_diversity(diversity):

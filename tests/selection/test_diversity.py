@@ -1,0 +1,139 @@
+"""Batch-diversity stage (rayal.selection.diversity) over hand-made score tables."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from rayal.selection import LABELED, Budget, PoolView, ScoreTables, get_strategy
+from rayal.selection.diversity import Diverse, SequenceKey, cluster_budgets, kcenter_order
+
+
+def embeddings(ids, vectors, unit="frame", region_ids=None) -> pa.Table:
+    vectors = np.asarray(vectors, np.float32)
+    return pa.table({
+        "frame_id": ids, "unit": [unit] * len(ids),
+        "region_id": pa.array(region_ids if region_ids is not None else [-1] * len(ids), pa.int32()),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1]),
+    })
+
+
+def two_clusters():
+    """Cluster A (5 frames, the 5 highest scores, all near (1, 0)); cluster B (5 frames near
+    (0, 1), lower scores). Top-B by entropy alone takes two frames of A."""
+    rng = np.random.default_rng(3)
+    ids = [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)]
+    vec = np.concatenate([[1.0, 0.0] + 0.01 * rng.normal(size=(5, 2)),
+                          [0.0, 1.0] + 0.01 * rng.normal(size=(5, 2))])
+    score = np.array([0.99, 0.98, 0.97, 0.96, 0.95, 0.60, 0.59, 0.58, 0.57, 0.56])
+    frames = pa.table({"frame_id": ids, "entropy_mean": score})
+    return ids, ScoreTables(frames=frames, embeddings=embeddings(ids, vec))
+
+
+@pytest.mark.parametrize("mode", ["kcenter", "kmeans", "cluster_budget"])
+def test_two_tight_clusters_b2_takes_one_of_each(mode):
+    ids, tables = two_clusters()
+    plain = get_strategy("entropy").select(tables, PoolView.fresh(ids), Budget(units=2), seed=0)
+    assert list(plain.frame_id) == ["a0", "a1"]          # the failure the stage exists for
+    params = {"diversity": mode, "n_candidates": 10}
+    if mode == "cluster_budget":
+        params["n_clusters"] = 2
+    q = get_strategy("entropy", **params).select(tables, PoolView.fresh(ids), Budget(units=2), seed=0)
+    assert sorted(f[0] for f in q.frame_id) == ["a", "b"]
+    assert q.frame_id[0] == "a0"                          # the best candidate still comes first
+    assert q.extras["diversity"] == mode
+
+
+def test_kcenter_starts_away_from_labelled_units():
+    ids, tables = two_clusters()
+    pool = PoolView.from_statuses(ids, {("a0", -1): LABELED})
+    q = get_strategy("entropy", diversity="kcenter", n_candidates=9).select(tables, pool, Budget(units=1), seed=0)
+    assert q.frame_id[0].startswith("b")
+
+
+def test_near_duplicates_are_never_taken_together():
+    ids, tables = two_clusters()
+    q = get_strategy("entropy", dedup_threshold=0.9).select(tables, PoolView.fresh(ids), Budget(units=4), seed=0)
+    x = {i: v for i, v in zip(ids, np.asarray(tables.embeddings.column("embedding").to_pylist()))}
+    got = [x[f] / np.linalg.norm(x[f]) for f in q.frame_id]
+    sims = np.array(got) @ np.array(got).T
+    assert np.all(sims[~np.eye(len(got), dtype=bool)] <= 0.9)
+    assert len(q) == 2                     # only two mutually dissimilar frames exist
+    assert q.extras["skipped_duplicates"] >= 8
+
+
+def test_dedup_against_labelled_units():
+    ids, tables = two_clusters()
+    pool = PoolView.from_statuses(ids, {("a0", -1): LABELED})
+    q = get_strategy("entropy", dedup_threshold=0.9).select(tables, pool, Budget(units=3), seed=0)
+    assert list(q.frame_id) == ["b0"]
+
+
+def test_sequence_key_caps_units_per_window():
+    ids = [f"seqA_{i:03d}" for i in range(6)] + [f"seqB_{i:03d}" for i in range(6)]
+    score = np.linspace(1.0, 0.5, 12)          # seqA frames score highest
+    tables = ScoreTables(frames=pa.table({"frame_id": ids, "entropy_mean": score}))
+    q = get_strategy("entropy", sequence_key=r"^(?P<seq>[^_]+)_(?P<index>\d+)", per_sequence=1,
+                     sequence_window=3).select(tables, PoolView.fresh(ids), Budget(units=4), seed=0)
+    # windows of 3 frames: seqA 0-2, seqA 3-5, seqB 0-2, seqB 3-5 -> one each
+    assert list(q.frame_id) == ["seqA_000", "seqA_003", "seqB_000", "seqB_003"]
+    assert q.extras["skipped_sequence"] == 6   # seqA 1, 2, 4, 5 and seqB 1, 2
+    whole = get_strategy("entropy", sequence_key=r"^([^_]+)_", per_sequence=2).select(
+        tables, PoolView.fresh(ids), Budget(units=4), seed=0)
+    assert list(whole.frame_id) == ["seqA_000", "seqA_001", "seqB_000", "seqB_001"]
+
+
+def test_deterministic_under_a_seed_and_seed_matters_for_kmeans():
+    rng = np.random.default_rng(0)
+    ids = [f"f{i:03d}" for i in range(60)]
+    tables = ScoreTables(frames=pa.table({"frame_id": ids, "entropy_mean": rng.random(60)}),
+                         embeddings=embeddings(ids, rng.normal(size=(60, 6))))
+    strategy = get_strategy("entropy", diversity="kmeans", n_candidates=40)
+    a = strategy.select(tables, PoolView.fresh(ids), Budget(units=8), seed=5)
+    b = get_strategy("entropy", diversity="kmeans", n_candidates=40).select(
+        tables, PoolView.fresh(ids), Budget(units=8), seed=5)
+    assert list(a.frame_id) == list(b.frame_id) and len(set(a.frame_id)) == 8
+
+
+def test_composes_with_oreal_and_keeps_region_units():
+    ids = ["f0", "f1"]
+    rows = [("f0", r) for r in range(4)] + [("f1", r) for r in range(4)]
+    regions = pa.table({
+        "frame_id": [f for f, _ in rows], "region_id": pa.array([r for _, r in rows], pa.int32()),
+        "unit": ["superpixel"] * 8, "pixel_count": [10] * 8, "dominant_pred": pa.array([0, 1] * 4, pa.int16()),
+        "ovr_max": pa.FixedSizeListArray.from_arrays(
+            pa.array(np.array([[0.9 - 0.01 * i, 0.8 - 0.01 * i] for i in range(8)], np.float32).ravel()), 2),
+    })
+    vec = np.array([[1, 0]] * 4 + [[0, 1]] * 4, np.float32)
+    tables = ScoreTables(regions=regions, embeddings=embeddings([f for f, _ in rows], vec, "superpixel",
+                                                                [r for _, r in rows]))
+    q = get_strategy("oreal", unit="superpixel", num_classes=2, diversity="kcenter").select(
+        tables, PoolView.fresh(ids), Budget(units=2), seed=0)
+    assert list(q.unit) == ["superpixel", "superpixel"] and set(q.frame_id) == {"f0", "f1"}
+
+
+def test_missing_embeddings_name_the_config_field():
+    ids, tables = two_clusters()
+    tables.embeddings = tables.embeddings.slice(0, 3)
+    with pytest.raises(ValueError, match="scoring.embeddings"):
+        get_strategy("entropy", diversity="kcenter").select(tables, PoolView.fresh(ids), Budget(units=2), seed=0)
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="diversity"):
+        get_strategy("entropy", diversity="spread")
+    with pytest.raises(ValueError, match="dedup_threshold"):
+        get_strategy("entropy", dedup_threshold=1.5)
+    with pytest.raises(ValueError, match="sequence_key"):
+        get_strategy("entropy", sequence_key="(")
+
+
+def test_helpers_by_hand():
+    assert SequenceKey(r"(?P<seq>\w+?)_(?P<index>\d+)", 10)("0001TP_006690") == ("0001TP", 669)
+    assert SequenceKey("frame", None)("x.png") == ("x.png",)
+    assert list(cluster_budgets(np.array([3.0, 1.0]), np.array([10, 10]), 4)) == [3, 1]
+    assert list(cluster_budgets(np.array([3.0, 1.0]), np.array([1, 10]), 4)) == [1, 3]
+    x = np.array([[1, 0], [0.99, 0.141], [0, 1]], np.float32)
+    order, _ = kcenter_order(x, np.zeros((0, 2), np.float32), np.arange(3))
+    assert list(order) == [0, 2, 1]
+    assert isinstance(get_strategy("entropy", diversity="kmeans"), Diverse)
