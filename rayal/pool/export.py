@@ -6,23 +6,23 @@ score and reason, and the region as a COCO-style RLE (exact) and/or a polygon
 anywhere: they are recomputed from the frame exactly as the scoring job did
 (image resized to ``data.image_size``, grid ``scoring.grid`` or SLIC/SEEDS with
 ``scoring.superpixel``), then scaled back to the frame's original size with
-nearest neighbour, since annotators work on the original image. The same
+nearest neighbour, since annotators work on the original image (upright: EXIF orientation
+applied, as labelling tools show it). The same
 region maps are used to summarise labels (:mod:`rayal.pool.labels`).
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
 from rayal.config.sections import DataConfig, ScoringConfig
 from rayal.data import (FrameError, decode_image, is_synthetic_uri, join_uri, load_synthetic,
                         makedirs, read_bytes, resize_mask, resolve_filesystem, unit_region_map)
+from rayal.data.decode import image_size_of, read_image_size
 
 MASK_FORMATS = ("rle", "polygon", "both")
 
@@ -38,25 +38,15 @@ def load_frame(frame_id: str, uri: str, data: DataConfig) -> tuple[np.ndarray, t
         return image, image.shape[:2]
     raw = read_bytes(uri, frame_id=frame_id)
     image = decode_image(raw, frame_id=frame_id, uri=uri, size=data.image_size)
-    try:
-        width, height = Image.open(io.BytesIO(raw)).size
-    except Exception as err:  # noqa: BLE001 - decode_image succeeded, so this is unexpected
-        raise FrameError(f"cannot read image size: {err}", frame_id=frame_id, uri=uri) from None
-    return image, (height, width)
+    return image, image_size_of(raw, frame_id=frame_id, uri=uri)
 
 
 def frame_size(frame_id: str, uri: str, data: DataConfig) -> tuple[int, int]:
-    """Original (H, W) of a frame from its header only (no pixel decode)."""
+    """Original upright (H, W) of a frame (EXIF orientation applied, as annotators see it)
+    from its header only (no pixel decode); FrameError names an unreadable frame."""
     if is_synthetic_uri(uri):
         return data.synthetic.height, data.synthetic.width
-    try:
-        width, height = Image.open(io.BytesIO(read_bytes(uri, frame_id=frame_id))).size
-    except FrameError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any unreadable header names the frame
-        raise FrameError(f"cannot decode image: {type(err).__name__}: {err}",
-                         frame_id=frame_id, uri=uri) from None
-    return height, width
+    return read_image_size(uri, frame_id=frame_id)
 
 
 def frame_region_map(frame_id: str, uri: str, unit: str, scoring: ScoringConfig,

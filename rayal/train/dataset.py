@@ -175,21 +175,61 @@ class TrainingSet(torch.utils.data.Dataset):
         return (torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
                 torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64)))
 
+    def label_items(self):
+        """``(frame_id, training mask (H, W), labelled as a whole frame)`` of every item."""
+        for i, (frame_id, spec) in enumerate(self._items):
+            whole = spec is not None and spec.annotation == "full" and spec.regions is None
+            yield frame_id, self.pair(i)[1], whole
+
     def labelled_pixels(self) -> int:
         """Pixels that carry a label (not ``ignore_index``) over the whole set."""
         return int(sum((self.pair(i)[1] != self.split.ignore_index).sum() for i in range(len(self))))
 
 
+def pad_batch(items: Sequence[tuple[torch.Tensor, torch.Tensor]], ignore_index: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collate ``(image (3, H, W), mask (H, W))`` pairs of any sizes into one training batch.
+
+    The rule for frames of different sizes in one batch: every pair is padded at the bottom and
+    right to the batch's largest height and width, images with 0 (black) and masks with
+    ``ignore_index``, so padded pixels take no part in the loss. Returns (images (B, 3, H, W),
+    masks (B, H, W)); pairs of one size are stacked unchanged.
+    """
+    height = max(int(img.shape[-2]) for img, _ in items)
+    width = max(int(img.shape[-1]) for img, _ in items)
+    images, masks = [], []
+    for img, mask in items:
+        ph, pw = height - int(img.shape[-2]), width - int(img.shape[-1])
+        if ph or pw:
+            img = torch.nn.functional.pad(img, (0, pw, 0, ph), value=0.0)
+            mask = torch.nn.functional.pad(mask, (0, pw, 0, ph), value=ignore_index)
+        images.append(img)
+        masks.append(mask)
+    return torch.stack(images), torch.stack(masks)
+
+
 def eval_batches(split: LabelledSplit, batch_size: int, shard: tuple[int, int] = (0, 1)
                  ) -> Callable[[], "iter"]:
-    """Batches of (images (B, 3, H, W) float [0, 1], masks (B, H, W) int64) of one rank's shard."""
+    """Batches of (images (B, 3, H, W) float [0, 1], masks (B, H, W) int64) of one rank's shard.
+
+    Frames are never padded or resized for evaluation: consecutive frames of one size share a
+    batch and a frame of another size starts a new one, so metrics count real pixels only and
+    a pool of mixed frame sizes evaluates exactly as frame-by-frame."""
     rank, world = shard
     indices = list(range(rank, len(split), world))
 
+    def stacked(pairs):
+        images = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).float() / 255.0
+        return images, torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+
     def batches():
-        for start in range(0, len(indices), batch_size):
-            pairs = [split[i] for i in indices[start:start + batch_size]]
-            images = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).float() / 255.0
-            masks = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
-            yield images, masks
+        pairs: list = []
+        for i in indices:
+            pair = split[i]
+            if pairs and (len(pairs) == batch_size or pair[1].shape != pairs[0][1].shape):
+                yield stacked(pairs)
+                pairs = []
+            pairs.append(pair)
+        if pairs:
+            yield stacked(pairs)
     return batches

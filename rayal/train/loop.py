@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,11 +28,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rayal.config.sections import RayalConfig
 from rayal.data import exists, join_uri, makedirs
+from rayal.data.decode import DataWarning
 from rayal.data.splits import LabelledSplit
 from rayal.models import model_from_config
 from rayal.train.checkpoint import (load_bytes, load_state, read_checkpoint, save_state, store_bytes,
                                     write_checkpoint)
-from rayal.train.dataset import TrainingSet, eval_batches
+from rayal.train.checks import check_labels, label_stats
+from rayal.train.dataset import TrainingSet, eval_batches, pad_batch
 from rayal.train.evaluate import confusion_over, metrics_from_confusion
 
 LAST, BEST, STATE = "last.pt", "best.pt", "loop_state.json"
@@ -86,6 +89,7 @@ class LoopState:
     best_epoch: int = -1
     bad_epochs: int = 0
     finished: bool = False
+    best_is_last: bool = False           # no validation mIoU yet: best.pt = latest weights
     history: list = field(default_factory=list)
 
 
@@ -120,6 +124,21 @@ def read_loop_state(checkpoint_dir: str | Path) -> dict:
     if exists(small):
         return json.loads(load_bytes(small, "training state"))
     return load_state(join_uri(os.fspath(checkpoint_dir), LAST))["state"]
+
+
+def check_training_data(train_set: TrainingSet, val_split: LabelledSplit, class_names=None, *,
+                        warn: bool = True) -> None:
+    """Refuse a labelled set or validation split without a labelled pixel
+    (:class:`~rayal.train.checks.DegenerateSplitError` naming it); warn about label-space
+    mistakes (no non-background pixel, e.g. 0/255 masks with ``ignore_index`` 255)."""
+    split = train_set.split
+    check_labels(label_stats(f"the labelled set ({len(train_set)} frame(s) of split '{split.name}')",
+                             train_set.label_items(), split.num_classes, split.ignore_index),
+                 class_names, warn=warn)
+    items = ((f, val_split[i][1], True) for i, f in enumerate(val_split.frame_ids))
+    check_labels(label_stats(f"validation split '{val_split.name}' (train.val_split, else "
+                             "data.eval_split)", items, val_split.num_classes,
+                             val_split.ignore_index), class_names, warn=warn)
 
 
 def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledSplit,
@@ -159,6 +178,7 @@ def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledS
         state = LoopState(**saved["state"])
     if state.finished:
         return state.__dict__
+    check_training_data(train_set, val_split, config.data.class_names, warn=rank == 0)
     weights = (torch.tensor(tc.class_weights, dtype=torch.float32, device=device)
                if tc.class_weights else None)
     if weights is not None and len(weights) != num_classes:
@@ -175,9 +195,9 @@ def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledS
         losses, tic = [], time.perf_counter()
         for idx in epoch_order(len(train_set), config.seed, epoch, tc.batch_size,
                                tc.steps_per_epoch, rank, world):
-            images, masks = zip(*(train_set[i] for i in idx))
-            logits = net(torch.stack(images).to(device))
-            loss = segmentation_loss(logits, torch.stack(masks).to(device), ignore, weights)
+            images, masks = pad_batch([train_set[i] for i in idx], ignore)
+            logits = net(images.to(device))
+            loss = segmentation_loss(logits, masks.to(device), ignore, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -194,17 +214,28 @@ def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledS
         row = {"epoch": epoch, "loss": float(np.mean(losses)), "val_miou": metrics["miou"],
                "val_pixel_accuracy": metrics["pixel_accuracy"], "steps": len(losses),
                "train_seconds": train_seconds}
-        improved = not np.isnan(row["val_miou"]) and row["val_miou"] > state.best_miou + 1e-9
+        improved = not np.isnan(row["val_miou"]) and (state.best_is_last
+                                                       or row["val_miou"] > state.best_miou + 1e-9)
+        # fallback: no epoch has a validation mIoU (NaN) -> best.pt holds the latest weights
+        fallback = not improved and np.isnan(row["val_miou"]) and (
+            state.best_epoch < 0 or state.best_is_last)
         if improved:
             state.best_miou, state.best_epoch, state.bad_epochs = row["val_miou"], epoch, 0
+            state.best_is_last = False
         else:
             state.bad_epochs += 1
+        if fallback:
+            if rank == 0 and not state.best_is_last:
+                warnings.warn(f"validation mIoU is NaN at epoch {epoch} (no labelled pixel in the "
+                              "validation frames): best.pt holds the latest epoch's weights "
+                              "instead of the best", DataWarning, stacklevel=2)
+            state.best_miou, state.best_epoch, state.best_is_last = float("nan"), epoch, True
         state.epoch = epoch
         state.history.append(row)
         stop = tc.patience is not None and state.bad_epochs >= tc.patience
         state.finished = stop or epoch == tc.epochs - 1
         if rank == 0:
-            if improved:
+            if improved or fallback:
                 write_checkpoint(join_uri(ckpt_dir, BEST), eval_model,
                                  meta={"epoch": epoch, "val_miou": row["val_miou"],
                                        "per_class_iou": metrics["per_class_iou"]})

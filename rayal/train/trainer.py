@@ -17,7 +17,7 @@ from rayal.config.sections import RayalConfig
 from rayal.data import exists, has_scheme, join_uri
 from rayal.data.splits import labelled_split
 from rayal.train.checkpoint import read_checkpoint, write_checkpoint
-from rayal.train.dataset import LabelSpec, TrainingSet
+from rayal.train.dataset import LabelSpec, TrainingSet, pad_batch
 from rayal.train.loop import BEST, read_loop_state, train_loop
 
 
@@ -88,7 +88,7 @@ def madbal_phase2(config: RayalConfig, train_set: TrainingSet, checkpoint_dir: s
         return
     plain = TrainingSet(train_set.split, train_set.specs, unit=train_set.unit, scoring=train_set.scoring,
                  masks_dir=train_set.masks_dir, pseudo=train_set.pseudo)   # no augmentation
-    batches = [tuple(torch.stack(t) for t in zip(*(plain[i] for i in idx)))
+    batches = [pad_batch([plain[i] for i in idx], train_set.split.ignore_index)
                for idx in epoch_order(len(plain), config.seed, 0, config.train.batch_size, None, 0, 1)]
     report = train_phase2(model.to(device), batches, config.madbal,
                           num_classes=train_set.split.num_classes,
