@@ -145,7 +145,7 @@ def _warn_low_depth(arr: np.ndarray, frame_id, uri) -> None:
     top = int(arr.max(initial=0))
     if 0 < top < 2 ** _LOW_DEPTH_BITS:
         name = f"frame {frame_id}" if frame_id is not None else f"frame {uri or '<bytes>'}"
-        levels = int(top * 255 / 65535) + 1
+        levels = int(top * 255 / 65535 + 0.5) + 1   # the rounding of the scaling below
         warn_data("low_depth", f"{name}: 16-bit image whose largest value is {top} "
                                f"({top.bit_length()}-bit data); scaled to 8 bits it keeps only "
                                f"{levels} grey level(s). Rescale it to the full 16-bit range "

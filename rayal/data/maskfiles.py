@@ -2,10 +2,11 @@
 
 - Extensions are compared case-insensitively (``f.PNG`` is ``f.png``); the stem is the name
   without its last extension, kept as written (frame ids are case-sensitive).
-- Lossless formats are masks: PNG, BMP, TIFF and WebP (a *lossy* WebP is refused when it is
-  decoded, see :func:`rayal.data.decode.decode_mask`).
-- Lossy formats (JPEG: ``.jpg .jpeg .jpe .jfif``) are refused by name, with the reason:
-  compression changes class ids along every edge, so such a mask is never read.
+- Lossless single-channel formats are masks: PNG, BMP, TIFF. Lossy *content* under any name
+  is refused again when decoded (:func:`rayal.data.decode.decode_mask`).
+- Lossy formats (JPEG: ``.jpg .jpeg .jpe .jfif``; WebP, which is usually lossy and always
+  decodes as RGB) are refused by name, with the reason: compression changes class ids along
+  every edge, so such a mask is never read.
 - Any other file is not a mask and is listed with that reason; hidden files (``.name``) are
   skipped silently (``.DS_Store``, editor backups).
 - Two usable files with the same stem (``f.png`` and ``f.PNG``) raise ValueError naming both.
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 __all__ = ["MASK_EXTENSIONS", "LOSSY_MASK_EXTENSIONS", "MaskFiles", "mask_file_status",
            "index_mask_files"]
 
-MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".webp")
-LOSSY_MASK_EXTENSIONS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG"}
+MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
+LOSSY_MASK_EXTENSIONS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
+                         ".webp": "WebP"}
 
 
 def mask_file_status(name: str) -> tuple[str, str | None]:

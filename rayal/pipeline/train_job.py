@@ -104,13 +104,18 @@ def run_training(config: RayalConfig, *, full: bool = False, progress: bool = Tr
     init_ray(config.ray)
     specs = labelled_specs(config, full)
     state = fit(config, specs, out_dir, run_name=f"{config.name}-{name}", progress=progress)
+    # the history first: whatever happens next, a finished training is never thrown away
+    write_parquet(pa.Table.from_pylist(state["history"]), join_uri(out_dir, "history.parquet"))
+    plot_history(state["history"], join_uri(out_dir, "training.png"))
+    if state["best_checkpoint"] is None:
+        raise ValueError(f"training in {out_dir} ran {len(state['history'])} epoch(s) but saved no "
+                         "best.pt; its history is in history.parquet and its weights in last.pt")
     model, _ = read_checkpoint(state["best_checkpoint"])
     metrics = evaluate_model(model, config)
     metrics.update(checkpoint=state["best_checkpoint"], best_epoch=state["best_epoch"],
-                   best_val_miou=state["best_miou"], labelled_frames=len(specs))
+                   best_val_miou=state["best_miou"], labelled_frames=len(specs),
+                   best_is_last=bool(state.get("best_is_last", False)))
     write_json(join_uri(out_dir, "metrics.json"), metrics)
-    write_parquet(pa.Table.from_pylist(state["history"]), join_uri(out_dir, "history.parquet"))
-    plot_history(state["history"], join_uri(out_dir, "training.png"))
     return TrainSummary(out_dir, len(specs), len(state["history"]), state["best_epoch"],
                         state["best_miou"], metrics["miou"], time.perf_counter() - started,
                         state["best_checkpoint"])

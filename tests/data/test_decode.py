@@ -124,3 +124,71 @@ def test_load_image_from_disk_roundtrip(tmp_path):
     p = write_png(tmp_path / "a.png", arr)
     assert (load_image(str(p)) == arr).all()
     assert (load_image("file://" + str(p)) == arr).all()
+
+
+# --- EXIF orientation, lossy masks, low bit depth ------------------------------------------------
+def _sideways_jpeg(upright: np.ndarray, orientation: int = 6) -> bytes:
+    """``upright`` stored as a phone stores it: pixels rotated, EXIF Orientation says how to show."""
+    stored = Image.fromarray(upright).transpose(
+        {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270, 3: Image.Transpose.ROTATE_180}[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    stored.save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_applied_as_labelling_tools_do(orientation):
+    from PIL import ImageOps
+
+    from rayal.data.decode import image_size_of
+
+    upright = np.zeros((32, 48, 3), np.uint8)
+    upright[:16] = 255                                  # bright top half (sky)
+    data = _sideways_jpeg(upright, orientation)
+    viewer = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    got = decode_image(data, frame_id="p")
+    assert got.shape == (32, 48, 3) and np.abs(got.astype(int) - viewer).mean() < 1
+    assert got[:16].mean() > 240 and got[16:].mean() < 15
+    assert image_size_of(data) == (32, 48)              # header only, same orientation
+    assert decode_image(data, size=(16, 24)).shape == (16, 24, 3)
+
+
+def test_a_mask_drawn_on_the_upright_view_fits_an_exif_rotated_frame(tmp_path):
+    from rayal.data.decode import read_image_size
+
+    (tmp_path / "f.jpg").write_bytes(_sideways_jpeg(np.zeros((20, 30, 3), np.uint8)))
+    size = read_image_size(str(tmp_path / "f.jpg"))
+    assert size == (20, 30) == load_image(str(tmp_path / "f.jpg")).shape[:2]
+    mask = decode_mask(png_bytes(np.zeros((20, 30), np.uint8)), num_classes=2, ignore_index=255,
+                       expected_size=size)
+    assert mask.shape == (20, 30)
+
+
+def test_lossy_mask_content_is_refused_whatever_the_file_is_called():
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = 2
+    buf = io.BytesIO()
+    Image.fromarray(mask).save(buf, format="JPEG", quality=90)
+    with pytest.raises(LabelError, match=r"mask of frame m \(m\.png\): JPEG mask: lossy"):
+        decode_mask(buf.getvalue(), num_classes=3, ignore_index=255, frame_id="m", uri="m.png")
+    lossy = io.BytesIO()
+    Image.fromarray(mask).save(lossy, format="WEBP", quality=80)
+    with pytest.raises(LabelError, match="lossy WebP mask"):
+        decode_mask(lossy.getvalue(), num_classes=3, ignore_index=255)
+
+
+def test_16_bit_frames_using_few_bits_are_named_in_a_warning():
+    from rayal.data.decode import DataWarning, _warned
+
+    _warned.clear()
+    twelve = (np.arange(64 * 64).reshape(64, 64) % 4096).astype(np.uint16)   # 12-bit data
+    with pytest.warns(DataWarning, match=r"frame cam7: 16-bit image whose largest value is 4095 "
+                                         r"\(12-bit data\).* 17 grey level"):
+        decode_image(png_bytes(twelve), frame_id="cam7")
+    full = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        decode_image(png_bytes(full), frame_id="ok")

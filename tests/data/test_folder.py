@@ -103,3 +103,36 @@ def test_reads_synthetic_folder(tmp_path):
     ref_img, ref_mask = render_scene(4, height=32, width=48, seed=3)
     assert (img == ref_img).all() and (mask == ref_mask).all()
     assert ds.records()[0] == FrameRecord("syn_0000000", ds.records()[0].image_uri, ds.records()[0].mask_uri)
+
+
+def test_mask_files_follow_the_one_rule(tmp_path):
+    from PIL import Image
+
+    write_png(tmp_path / "train" / "a.png", np.zeros((6, 8, 3), np.uint8))
+    write_png(tmp_path / "train" / "b.png", np.zeros((6, 8, 3), np.uint8))
+    (tmp_path / "trainannot").mkdir()
+    Image.fromarray(np.ones((6, 8), np.uint8)).save(tmp_path / "trainannot" / "a.PNG")
+    Image.fromarray(np.ones((6, 8), np.uint8)).save(tmp_path / "trainannot" / "b.jpg")
+    with pytest.raises(ValueError, match=r"frame b\) has no mask .*a JPEG mask exists: b\.jpg; lossy"):
+        FolderDataset(tmp_path, num_classes=2, ignore_index=255)
+    (tmp_path / "trainannot" / "b.jpg").rename(tmp_path / "trainannot" / "b.Png")
+    ds = FolderDataset(tmp_path, num_classes=2, ignore_index=255)
+    assert [r.mask_uri.rsplit("/", 1)[-1] for r in ds.records()] == ["a.PNG", "b.Png"]
+
+
+def test_exif_rotated_frames_pair_with_masks_drawn_upright(tmp_path):
+    import io
+
+    from PIL import Image
+
+    upright = np.zeros((6, 8, 3), np.uint8)
+    upright[:3] = 250
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "train").mkdir()
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(
+        tmp_path / "train" / "p.jpg", quality=95, exif=exif.tobytes())
+    write_png(tmp_path / "trainannot" / "p.png", np.eye(6, 8, dtype=np.uint8))
+    image, mask = FolderDataset(tmp_path, num_classes=2, ignore_index=255)[0]
+    assert image.shape == (6, 8, 3) and mask.shape == (6, 8)
+    assert image[:3].mean() > 200 and image[3:].mean() < 50

@@ -163,3 +163,73 @@ def test_export_superpixels_at_scoring_size_and_bad_frame(tmp_path, h):
     assert (ok["height"], ok["width"]) == (24, 32)
     assert (rle_decode(ok["rle"], (24, 32)) == want).all()
     assert bad["rle"] is None and "frame gone" in bad["error"] and "missing file" in bad["error"]
+
+
+# --- one rule for delivered mask files; EXIF-rotated frames -------------------------------------
+def test_ingest_reads_upper_case_extensions_and_names_every_file_it_does_not_use(tmp_path, h):
+    frames, masks = h.write_frames(tmp_path, 3, size=(10, 12), num_classes=C)
+    units = frames.select(["frame_id"]).append_column("region_id", [[-1, -1, -1]])
+    data = DataConfig(source="folder", root=str(tmp_path), num_classes=C, ignore_index=255)
+    d = tmp_path / "delivered"
+    d.mkdir()
+    Image.fromarray(masks["f000"]).save(d / "f000.PNG")            # upper case: a PNG mask
+    Image.fromarray(masks["f001"]).save(d / "f001.jpg", quality=90)  # lossy: refused by name
+    Image.fromarray(masks["f002"]).save(d / "other.png")            # no such queued frame
+    (d / "notes.txt").write_text("round 0")
+    (d / ".DS_Store").write_bytes(b"\0")
+    batch = label_summaries(units, frames, unit="image", data=data, scoring=ScoringConfig(),
+                            masks_dir=str(d))
+    rows = {r["frame_id"]: r for r in batch.table.to_pylist()}
+    assert list(rows) == ["f000"]
+    assert rows["f000"]["pixel_counts"] == np.bincount(masks["f000"].ravel(), minlength=C).tolist()
+    assert sorted(batch.missing) == [("f001", -1), ("f002", -1)]
+    refused = dict(batch.refused)
+    assert set(refused) == {"f001.jpg", "other.png", "notes.txt"}
+    assert "JPEG" in refused["f001.jpg"] and "lossy" in refused["f001.jpg"]
+    assert "no queued unit" in refused["other.png"] and "not a mask image" in refused["notes.txt"]
+
+
+def test_two_masks_of_one_frame_differing_in_case_are_refused_naming_both(tmp_path, h):
+    frames, masks = h.write_frames(tmp_path, 1, size=(10, 12), num_classes=C)
+    units = frames.select(["frame_id"]).append_column("region_id", [[-1]])
+    data = DataConfig(source="folder", root=str(tmp_path), num_classes=C, ignore_index=255)
+    d = tmp_path / "delivered"
+    d.mkdir()
+    Image.fromarray(masks["f000"]).save(d / "f000.png")
+    Image.fromarray(masks["f000"]).save(d / "f000.PNG")
+    with pytest.raises(ValueError, match=r"duplicate mask stem 'f000'.*f000\.PNG.*f000\.png|"
+                                         r"duplicate mask stem 'f000'.*f000\.png.*f000\.PNG"):
+        label_summaries(units, frames, unit="image", data=data, scoring=ScoringConfig(),
+                        masks_dir=str(d))
+
+
+def _exif_frame(path, upright: np.ndarray) -> None:
+    """Save ``upright`` stored sideways with EXIF Orientation=6 (what a phone writes)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(path, quality=95,
+                                                                       exif=exif.tobytes())
+
+
+def test_ingest_and_export_use_the_upright_size_of_exif_rotated_frames(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    _exif_frame(tmp_path / "images" / "p0.jpg", np.full((24, 32, 3), 128, np.uint8))
+    mask = np.zeros((24, 32), np.uint8)
+    mask[12:] = 1
+    Image.fromarray(mask).save(tmp_path / "masks" / "p0.png")        # drawn on the upright view
+    frames = pa.Table.from_pylist([{"frame_id": "p0", "uri": str(tmp_path / "images" / "p0.jpg"),
+                                    "mask_uri": None}])
+    data = DataConfig(source="folder", root=str(tmp_path), num_classes=C, ignore_index=255)
+    units = pa.table({"frame_id": ["p0"], "region_id": pa.array([-1], pa.int32())})
+    batch = label_summaries(units, frames, unit="image", data=data, scoring=ScoringConfig(),
+                            masks_dir=str(tmp_path / "masks"))
+    assert batch.table.column("pixel_counts")[0].as_py() == [12 * 32, 12 * 32, 0]
+    query = pa.Table.from_pylist([
+        {"rank": 0, "frame_id": "p0", "unit": "patch", "region_id": 0, "score": 1.0,
+         "reason": "r", "class_id": -1, "cluster": -1, "cost": 1.0}], schema=QUERY_SCHEMA)
+    out = export_query(query, frames, str(tmp_path / "out"), round_id=0, unit="patch",
+                       scoring=ScoringConfig(grid=[2, 2]), data=data, mask_format="rle")
+    row = json.loads(open(out["jsonl"]).readline())
+    assert (row["height"], row["width"]) == (24, 32)              # upright, not 32x24
+    assert row["bbox"] == [0, 0, 12, 16]
