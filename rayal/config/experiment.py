@@ -13,6 +13,10 @@ class LoopConfig(Section):
 
     initial: float = Field(0.1, gt=0, description="initial labelled units: a fraction (< 1) of "
                            "the pool's units or a count (>= 1), drawn at random (seeded)")
+    initial_strategy: str = Field("random", description="strategy of round 0 (the cold start), "
+                                  "on the untrained model's scores: random, or a representative "
+                                  "pick such as typiclust (needs scoring.embeddings)")
+    initial_params: dict = Field(default_factory=dict, description="initial_strategy's parameters")
     rounds: int | None = Field(None, ge=0, description="AL rounds after the initial one; None: "
                                "until max_labelled")
     max_labelled: float | None = Field(0.5, gt=0, description="stop once labelled units reach "
@@ -53,6 +57,10 @@ class CompareConfig(Section):
     params: dict[str, dict] = Field(default_factory=dict, description="strategy -> selection.params")
     overrides: dict[str, list[str]] = Field(
         default_factory=dict, description="strategy -> extra KEY=VALUE overrides for its runs")
+    variants: dict[str, str] = Field(
+        default_factory=dict, description="label -> registered strategy it runs: one strategy "
+        "twice with other params (e.g. entropy_kcenter: entropy); labels go in strategies, "
+        "params, overrides, the tables and the run directories")
 
     @model_validator(mode="after")
     def _non_empty(self) -> "CompareConfig":
@@ -124,8 +132,14 @@ class TuneConfig(Section):
     scheduler: Literal["asha", "fifo"] = "asha"
     grace_period: int = Field(1, ge=1, description="ASHA: rounds before a trial may be stopped")
     reduction_factor: int = Field(2, ge=2)
-    max_concurrent_trials: int | None = Field(None, ge=1, description="None: from the CPUs available")
-    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs held by the trial process itself")
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="most trials at once; None, or more than fit: as many as leave "
+        "room for each trial's nested work (scoring actors + decode task, or Train workers)")
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs held by the trial process itself "
+                                  "(its nested work asks for its own: ray.*, train.*)")
+    stall_timeout_s: float | None = Field(
+        3600.0, gt=0, description="fail the sweep (resumable) when no trial starts, reports a "
+        "round or ends for this long; None: wait forever")
     gpus_per_trial: float = Field(
         0.0, ge=0, description="GPUs held by the trial process itself; its scoring actors and Ray "
         "Train workers ask for their own (ray.gpus_per_actor, train.use_gpu), so usually 0")

@@ -12,8 +12,11 @@ running them side by side would only make them compete for the same CPUs / GPUs.
 whose trials should share a large cluster go through ``rayal tune``.
 
 Outputs in ``output_dir``: ``comparison.parquet`` (one row per strategy x seed x round, with
-the run's AuALC etc. on every row), ``comparison.md`` (the table also printed) and
-``comparison.png`` (mean +- std learning curve per strategy).
+the run's AuALC etc. on every row), ``comparison.md`` (the table also printed),
+``verdicts.json`` (per strategy: paired AuALC difference to random with its bootstrap 95 %
+interval and the verdict read from it, :mod:`rayal.pipeline.statistics`) and
+``comparison.png`` (mean +- std learning curve per strategy). ``compare.variants`` runs one
+strategy under several labels (e.g. entropy with and without the diversity stage).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from rayal.data import exists, has_scheme, join_uri, read_bytes, write_bytes
 from rayal.pipeline.reports import plot_learning_curves
 
 TABLE_FILE, PARQUET_FILE, PLOT_FILE = "comparison.md", "comparison.parquet", "comparison.png"
+VERDICTS_FILE = "verdicts.json"
 # sections that may differ between the run that started a directory and the one resuming it
 _RUNTIME_SECTIONS = ("ray", "compare", "tune", "name")
 
@@ -102,19 +106,21 @@ def check_strategy_params(name: str, params: dict, where: str) -> None:
 
 
 def strategy_raw(base: RayalConfig, strategy: str, params: dict[str, dict],
-                 overrides: dict[str, list[str]], where: str) -> dict:
-    """The base config (as a dict) switched to ``strategy``: its ``params`` entry (or the base
-    params when it is the base strategy) and its ``overrides`` applied; validated."""
+                 overrides: dict[str, list[str]], where: str, variants: dict | None = None) -> dict:
+    """The base config (as a dict) switched to ``strategy`` (a label of ``variants`` runs the
+    strategy it names): its ``params`` entry (or the base params when it is the base strategy)
+    and its ``overrides`` applied; validated."""
     raw = base.model_dump(mode="json")
+    registered = (variants or {}).get(strategy, strategy)
     if strategy in params:
         chosen = dict(params[strategy])
     else:
         chosen = dict(base.selection.params) if strategy == base.selection.strategy else {}
-    raw["selection"] = dict(raw["selection"], strategy=strategy, params=chosen)
+    raw["selection"] = dict(raw["selection"], strategy=registered, params=chosen)
     raw["loop"] = dict(raw["loop"], baseline=None)   # a comparison holds its own baselines
     extra = overrides.get(strategy, [])
     config = config_from_dict(raw, extra, source=f"{where} (overrides {extra})")
-    check_strategy_params(strategy, config.selection.params, f"{where}.params[{strategy!r}]")
+    check_strategy_params(registered, config.selection.params, f"{where}.params[{strategy!r}]")
     return config.model_dump(mode="json")
 
 
@@ -124,7 +130,7 @@ def run_configs(config: RayalConfig) -> list[RayalConfig]:
     ref = config.loop.reference_dir or join_uri(out, "full")
     configs = []
     for strategy in cc.strategies:
-        raw = strategy_raw(config, strategy, cc.params, cc.overrides, "compare")
+        raw = strategy_raw(config, strategy, cc.params, cc.overrides, "compare", cc.variants)
         for seed in cc.seeds:
             run = dict(raw, seed=seed, name=f"{config.name}-{strategy}-seed{seed}",
                        output_dir=join_uri(out, strategy, f"seed{seed}"))
@@ -179,14 +185,20 @@ def run_one(config: RayalConfig, *, progress: bool = True) -> tuple[dict, bool]:
     return run_experiment(config, resume=True, progress=progress), False
 
 
+def run_labels(config: RayalConfig) -> list[str]:
+    """The comparison label of each of :func:`run_configs`' runs, in the same order."""
+    return [s for s in config.compare.strategies for _ in config.compare.seeds]
+
+
 def comparison_rows(configs: list[RayalConfig], summaries: list[dict]) -> list[dict]:
-    """One row per run x round: the round's metrics plus the run's summary values."""
+    """One row per run x round: the round's metrics plus the run's summary values; ``strategy``
+    is the run's comparison label (``summary["strategy"]``)."""
     from rayal.pipeline.experiment import ROUNDS_FILE
 
     out = []
     for config, s in zip(configs, summaries):
         for row in read_table(join_uri(config.output_dir, ROUNDS_FILE)).to_pylist():
-            row = dict(row, round_strategy=row["strategy"], strategy=config.selection.strategy,
+            row = dict(row, round_strategy=row["strategy"], strategy=s["strategy"],
                        seed=config.seed, run_dir=config.output_dir)
             row.pop("checkpoint", None)
             out.append(dict(row, unit=s["unit"], units_total=s["units_total"], aualc=s["aualc"],
@@ -244,26 +256,59 @@ def strategy_stats(config: RayalConfig, summaries: list[dict]) -> list[dict]:
 def comparison_table(config: RayalConfig, summaries: list[dict]) -> str:
     """Markdown table (also printed): one line per strategy, ranked by mean AuALC below it."""
     s0 = summaries[0]
+    verdicts = strategy_verdicts(config, summaries)
     lines = [f"# {config.name}: {len(config.compare.strategies)} strategies x "
              f"{len(config.compare.seeds)} seed(s), unit {s0['unit']} ({s0['units_total']} in the pool)",
              "", f"full-supervision mIoU {s0['full_miou']:.4f}; AuALC and mIoU: mean ± sample std "
              "over seeds; 'to 95%': mean labelled fraction of pool units at the first round "
              "reaching 95% of full supervision, over the seeds that reached it; 'AuALC - random': "
-             "paired difference per seed (same initial set), mean ± std, and the seeds it is > 0", "",
+             "paired difference per seed (same initial set), mean ± std, and the seeds it is > 0; "
+             "'95% CI': percentile bootstrap over seeds of the mean paired difference, which the "
+             "verdict is read from", "",
              "| strategy | runs | AuALC | AuALC - random | above random | final mIoU | to 90% | "
-             "reached | to 95% | reached | min/run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "reached | to 95% | reached | min/run | 95% CI | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     stats = strategy_stats(config, summaries)
     for e in stats:
         n, diffs = e["runs"], e["vs_random"]
         above = f"{sum(d > 0 for d in diffs)}/{len(diffs)}" if diffs else "-"
         lines.append(f"| {e['strategy']} | {n} | {_fmt(e['aualc'])} | {_fmt(diffs)} | {above} | "
                      f"{_fmt(e['final_miou'])} | {_fmt(e['to_90'], 3)} | {len(e['to_90'])}/{n} | "
-                     f"{_fmt(e['to_95'], 3)} | {len(e['to_95'])}/{n} | {e['minutes']:.1f} |")
+                     f"{_fmt(e['to_95'], 3)} | {len(e['to_95'])}/{n} | {e['minutes']:.1f} | "
+                     f"{_ci(verdicts.get(e['strategy']))} | {_verdict(verdicts.get(e['strategy']))} |")
     ranked = sorted((e for e in stats if e["aualc"]), key=lambda e: -np.mean(e["aualc"]))
     if ranked:
         lines += ["", "ranking by mean AuALC: " + " > ".join(e["strategy"] for e in ranked)]
     return "\n".join(lines)
+
+
+def _ci(v: dict | None) -> str:
+    return "-" if not v or v.get("ci_low") is None else f"[{v['ci_low']:+.4f}, {v['ci_high']:+.4f}]"
+
+
+def _verdict(v: dict | None) -> str:
+    return (v or {}).get("verdict", "-")
+
+
+def strategy_verdicts(config: RayalConfig, summaries: list[dict]) -> dict[str, dict]:
+    """``verdicts.json``: per strategy other than random, the paired AuALC difference to random
+    with its bootstrap 95 % interval, seeds above, and the verdict read from the interval
+    (:mod:`rayal.pipeline.statistics`); plus the labelled fraction to reach 90 / 95 % of the
+    reference with intervals (``to_90`` / ``to_95``, random's too)."""
+    from rayal.pipeline.statistics import budget_interval, strategy_verdict
+
+    by = lambda name, key: {s["seed"]: s[key] for s in summaries if s["strategy"] == name}  # noqa: E731
+    out = {}
+    for strategy in config.compare.strategies:
+        entry = (strategy_verdict(by(strategy, "aualc"), by(PAIRED_BASELINE, "aualc"), seed=config.seed)
+                 if strategy != PAIRED_BASELINE else {})
+        for pct in (90, 95):
+            entry[f"to_{pct}"] = budget_interval(list(by(strategy, f"budget_to_{pct}").values()),
+                                                 seed=config.seed)
+        out[strategy] = entry
+    if PAIRED_BASELINE not in config.compare.strategies:
+        return {k: v for k, v in out.items() if "verdict" in v}
+    return {k: v for k, v in out.items() if k != PAIRED_BASELINE or v}
 
 
 def mean_curves(rows: list[dict], strategies: list[str]) -> dict[str, tuple]:
@@ -291,6 +336,8 @@ def write_comparison(config: RayalConfig, configs: list[RayalConfig], summaries:
     write_table(pa.Table.from_pylist(rows), join_uri(out, PARQUET_FILE))
     table = comparison_table(config, summaries)
     write_bytes(join_uri(out, TABLE_FILE), (table + "\n").encode())
+    write_bytes(join_uri(out, VERDICTS_FILE),
+                json.dumps(strategy_verdicts(config, summaries), indent=2).encode())
     curves = mean_curves(rows, config.compare.strategies)
     save_figure(lambda path: plot_learning_curves(curves, summaries[0]["full_miou"], path),
                 join_uri(out, PLOT_FILE))
@@ -312,12 +359,12 @@ def run_comparison(config: RayalConfig, *, progress: bool = True) -> dict:
     reference.loop.reference_dir = configs[0].loop.reference_dir
     full_supervision_miou(reference, progress=progress)   # trained once, shared by every run
     summaries, skipped = [], 0
-    for i, run in enumerate(configs, 1):
+    for i, (run, label) in enumerate(zip(configs, run_labels(config)), 1):
         if progress:
-            print(f"[{config.name}] run {i}/{len(configs)}: {run.selection.strategy} seed {run.seed}",
+            print(f"[{config.name}] run {i}/{len(configs)}: {label} seed {run.seed}",
                   flush=True)
         summary, was_done = run_one(run, progress=progress)
-        summaries.append(summary)
+        summaries.append(dict(summary, strategy=label))
         skipped += was_done
     table = write_comparison(config, configs, summaries)
     return {"table": table, "summaries": summaries, "skipped": skipped,

@@ -162,8 +162,8 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
         times["score"], tic = time.perf_counter() - tic, time.perf_counter()
         if r == 0:
             times["score"] += round0_seconds
-        strategy = "random" if r == 0 else config.selection.strategy
-        params = {} if r == 0 else dict(config.selection.params)
+        strategy = lp.initial_strategy if r == 0 else config.selection.strategy
+        params = dict(lp.initial_params if r == 0 else config.selection.params)
         params.setdefault("unit", config.pool.unit)
         if strategy == "ceal":   # the pseudo-label threshold shrinks with the AL round
             params.setdefault("round_index", r - 1)

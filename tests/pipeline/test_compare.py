@@ -145,3 +145,31 @@ def test_a_run_dir_from_before_a_new_field_is_still_the_same_setting(tmp_path):
     (tmp_path / "run" / "config.yaml").write_text(_yaml.safe_dump(old))
     with pytest.raises(ConfigError, match=r"differs in \['train.lr'\]"):
         check_same_config(config)
+
+
+def test_verdicts_json_and_variants(tmp_path):
+    """verdicts.json holds the contract's keys; a variant label runs its registered strategy
+    with its own params, under its own label."""
+    from rayal.pipeline.compare import run_configs, run_labels, strategy_verdicts
+
+    config = load_config(_write(tmp_path), [
+        "compare.seeds=[0,1,2]", "compare.strategies=[random, entropy, entropy_kcenter]",
+        "compare.variants={entropy_kcenter: entropy}",
+        "compare.params={entropy_kcenter: {diversity: kcenter, n_candidates: 8}}"])
+    configs = run_configs(config)
+    labels = run_labels(config)
+    variant = [c for c, lab in zip(configs, labels) if lab == "entropy_kcenter"]
+    assert len(variant) == 3 and all(c.selection.strategy == "entropy" for c in variant)
+    assert variant[0].selection.params == {"diversity": "kcenter", "n_candidates": 8}
+    assert variant[0].output_dir.endswith("entropy_kcenter/seed0")
+    base = {"unit": "image", "units_total": 16, "full_miou": 0.5, "budget_to_90": None,
+            "budget_to_95": None, "seconds": 60.0, "final_miou": 0.4}
+    summaries = [dict(base, strategy="random", seed=k, aualc=0.7) for k in range(3)]
+    summaries += [dict(base, strategy="entropy", seed=k, aualc=0.6 + 0.2 * k) for k in range(3)]
+    summaries += [dict(base, strategy="entropy_kcenter", seed=k, aualc=0.75 + 0.01 * k) for k in range(3)]
+    verdicts = strategy_verdicts(config, summaries)
+    keys = {"paired_aualc_mean", "ci_low", "ci_high", "seeds_above", "seeds", "verdict"}
+    assert keys <= set(verdicts["entropy"]) and keys <= set(verdicts["entropy_kcenter"])
+    assert verdicts["entropy"]["verdict"] == "not distinguishable"       # -0.1, 0, +0.1
+    assert verdicts["entropy_kcenter"]["verdict"] == "better than random"
+    assert verdicts["entropy_kcenter"]["seeds_above"] == 3
