@@ -1,7 +1,7 @@
 """The full-supervision reference mIoU every learning curve is normalised by.
 
 ``loop.full_miou`` when given; otherwise the model is trained once on every frame of the pool
-split (``rayal train --full``, ``loop.reference_epochs`` epochs) and its eval mIoU cached in ``<reference_dir>/metrics.json``,
+split (``rayal train --full``, :func:`reference_epochs` epochs) and its eval mIoU cached in ``<reference_dir>/metrics.json``,
 so every run, resume, comparison and Tune trial of one setting shares it. The reference
 directory is a local path or an ``s3://`` / ``gs://`` URI.
 """
@@ -14,6 +14,19 @@ from rayal.data.io import parent_uri
 
 def reference_dir(config: RayalConfig) -> str:
     return str(config.loop.reference_dir or join_uri(config.output_dir, "full"))
+
+
+def reference_epochs(config: RayalConfig) -> int:
+    """Epochs of the reference: ``loop.reference_epochs``; unset, a warm-started run with a
+    fixed ``loop.rounds`` gets as many epochs as the run trains in all (``(rounds + 1) x
+    train.epochs``), so the reference sees every label for as many optimiser steps as the
+    run and is a ceiling by construction; otherwise ``train.epochs``."""
+    loop, train = config.loop, config.train
+    if loop.reference_epochs is not None:
+        return loop.reference_epochs
+    if train.warm_start and loop.rounds is not None:
+        return (loop.rounds + 1) * train.epochs
+    return train.epochs
 
 
 def full_supervision_miou(config: RayalConfig, *, progress: bool = False) -> float:
@@ -29,8 +42,7 @@ def full_supervision_miou(config: RayalConfig, *, progress: bool = False) -> flo
 
     ref = config.model_copy(deep=True)
     ref.output_dir = parent_uri(target)
-    if config.loop.reference_epochs is not None:
-        ref.train.epochs = config.loop.reference_epochs
+    ref.train.epochs = reference_epochs(config)
     name = target.rstrip("/").rsplit("/", 1)[-1]
     summary = run_training(ref, full=True, progress=progress, out_name=name)
     return float(summary.eval_miou)
