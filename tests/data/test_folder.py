@@ -121,8 +121,6 @@ def test_mask_files_follow_the_one_rule(tmp_path):
 
 
 def test_exif_rotated_frames_pair_with_masks_drawn_upright(tmp_path):
-    import io
-
     from PIL import Image
 
     upright = np.zeros((6, 8, 3), np.uint8)
