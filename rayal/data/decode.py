@@ -277,8 +277,11 @@ def decode_mask(
         mask = mask.astype(np.uint8)
     h, w = mask.shape
     if expected_size is not None and (h, w) != expected_size:
+        turned = (" (the frame turned by 90 degrees: frames are decoded upright, with their EXIF "
+                  "orientation applied as labelling tools show them)") if (w, h) == expected_size else ""
         raise LabelError(
-            f"mask size {h}x{w} (HxW) does not match image size {expected_size[0]}x{expected_size[1]}",
+            f"mask size {h}x{w} (HxW) does not match image size {expected_size[0]}x{expected_size[1]}"
+            + turned,
             frame_id=frame_id,
             uri=uri,
         )

@@ -192,3 +192,12 @@ def test_16_bit_frames_using_few_bits_are_named_in_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         decode_image(png_bytes(full), frame_id="ok")
+
+
+def test_a_mask_of_the_sideways_frame_is_named_as_turned():
+    with pytest.raises(LabelError, match=r"does not match image size 20x30 \(the frame turned by 90"):
+        decode_mask(png_bytes(np.zeros((30, 20), np.uint8)), num_classes=2, ignore_index=255,
+                    expected_size=(20, 30))
+    with pytest.raises(LabelError, match=r"does not match image size 20x30$"):
+        decode_mask(png_bytes(np.zeros((21, 30), np.uint8)), num_classes=2, ignore_index=255,
+                    expected_size=(20, 30))
