@@ -13,7 +13,7 @@ signature, so they pickle through Ray unchanged.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "PoolError", "RayalError", "ResourceError"]
+__all__ = ["ConfigError", "DataError", "PoolError", "RayalError", "RayalWarning", "ResourceError"]
 
 
 class RayalError(Exception):
@@ -37,3 +37,8 @@ class PoolError(RayalError):
 
 class ResourceError(RayalError):
     """The Ray cluster cannot run the requested work (e.g. one Tune trial's bundle does not fit)."""
+
+
+class RayalWarning(UserWarning):
+    """Something rayal ignored or changed for the user (e.g. a ``compare.params`` entry of a
+    strategy no longer compared); the ``rayal`` command prints it as ``rayal <cmd>: warning:``."""

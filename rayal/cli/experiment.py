@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from rayal.config import load_config
 
@@ -31,8 +30,10 @@ def add_experiment_parsers(sub, add_config_args) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rayal.pipeline.experiment import run_with_baseline
+    from rayal.pipeline.selection_params import check_selection
 
     config = load_config(args.config, args.overrides)
+    check_selection(config)   # a strategy's bad params fail now, not after round 0
     run_with_baseline(config, resume=args.resume, progress=not args.no_progress)
     return 0
 
@@ -48,10 +49,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from rayal.pipeline.tune import run_tune
 
-    try:
-        result = run_tune(load_config(args.config, args.overrides), progress=not args.no_progress)
-    except RuntimeError as err:   # no trial completed: the results table says why
-        print(f"rayal tune: {err}", file=sys.stderr)
-        return 1
+    result = run_tune(load_config(args.config, args.overrides), progress=not args.no_progress)
     print(f"\n{result['table']}\n(written to {result['output_dir']})")
     return 0

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 from rayal import __version__
@@ -10,8 +13,8 @@ from rayal.cli.pool import add_pool_parser, cmd_pool
 from rayal.cli.submit import COMMANDS as SUBMIT_COMMANDS, add_submit_parsers
 from rayal.cli.experiment import add_experiment_parsers, cmd_compare, cmd_run, cmd_tune
 from rayal.cli.train import add_train_parsers, cmd_evaluate, cmd_train
-from rayal.config import ConfigError, load_config
-from rayal.data.io import StorageError
+from rayal.config import load_config
+from rayal.errors import RayalError, RayalWarning
 
 
 def _model_override(spec: str) -> list[str]:
@@ -32,6 +35,8 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rayal", description=__doc__)
     parser.add_argument("--version", action="version", version=f"rayal {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an error too (also RAYAL_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     score = sub.add_parser("score", help="score the unlabelled pool into parquet tables")
     _add_config_args(score)
@@ -41,7 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parsers(sub, _add_config_args)
     add_experiment_parsers(sub, _add_config_args)
     add_submit_parsers(sub)
+    _debug_flag(parser, skip=("submit",))   # submit passes what follows on to the job's rayal
     return parser
+
+
+def _debug_flag(parser: argparse.ArgumentParser, skip=()) -> None:
+    """``--debug`` after any subcommand too (``rayal train CONFIG --debug``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                if name not in skip:
+                    child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                       help="print the traceback of an error too")
+                    _debug_flag(child)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -60,12 +77,90 @@ COMMANDS.update(SUBMIT_COMMANDS)
 COMMANDS.update(compare=cmd_compare, tune=cmd_tune)
 
 
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's to fix (bad config, input item, store, pool state)."""
+    from rayal.data.errors import FrameError
+    from rayal.data.io import StorageError
+    from rayal.pipeline.jobs_client import JobsError
+    from rayal.pool.journal import JournalCorruptError
+
+    return (RayalError, FrameError, StorageError, FileNotFoundError, JournalCorruptError, JobsError,
+            ValueError)
+
+
+def _causes(err: BaseException):
+    """What a Ray or Ray Train wrapper says caused ``err``: a task's or actor's own exception
+    (``RayTaskError.cause``), a Train worker's or controller's failure, then ``__cause__``."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, BaseException):
+        yield cause
+    yield from (e for e in (getattr(err, "worker_failures", None) or {}).values()
+                if isinstance(e, BaseException))
+    for name in ("controller_failure", "__cause__"):
+        value = getattr(err, name, None)
+        if isinstance(value, BaseException):
+            yield value
+
+
+def user_error(err: BaseException) -> BaseException | None:
+    """The user-facing exception behind ``err`` (``err`` itself, or the cause a Ray task, Ray
+    actor or Ray Train worker wrapped), or None when it is a bug (keep its traceback).
+
+    A KeyError counts only when a Ray actor or task raised it (the pool coordinator's
+    "round N has no query"); in the driver it is a bug."""
+    from ray.exceptions import RayError
+
+    types = _user_error_types()
+    todo, seen = [(err, False)], set()
+    while todo:
+        e, remote = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        wrapper = isinstance(e, RayError) or type(e).__module__.startswith("ray.")
+        if not wrapper and (isinstance(e, types) or (remote and isinstance(e, KeyError))):
+            return e
+        todo.extend((c, remote or wrapper) for c in _causes(e))
+    return None
+
+
+def one_line(err: BaseException) -> str:
+    """``err``'s message on one line (a KeyError's own text, not its repr)."""
+    text = err.args[0] if isinstance(err, KeyError) and err.args else err
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return " ".join(lines) or type(err).__name__
+
+
+def _warning_format(command: str):
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, RayalWarning):
+            return _plain(message, category, filename, lineno, file, line)
+        print(f"rayal {command}: warning: {message}", file=file or sys.stderr)
+    _plain = warnings.showwarning
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``rayal`` command; returns its exit status.
+
+    Every user-facing error (a :class:`rayal.errors.RayalError`, a bad frame or mask, a store
+    or path that refuses, a config ValueError; also when a Ray task, actor or Ray Train worker
+    raised it) is printed as ``rayal <cmd>: error: <one line>`` and returns 2, without a
+    traceback unless ``--debug`` (or ``RAYAL_DEBUG=1``) asks for it. Anything else is a bug
+    and keeps its traceback."""
     args = build_parser().parse_args(argv)
+    command = args.command + (f" {args.pool_command}" if args.command == "pool" else "")
+    debug = args.debug or os.environ.get("RAYAL_DEBUG", "") not in ("", "0")
+    warnings.showwarning = _warning_format(command)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, FileNotFoundError, ValueError, StorageError) as err:
-        print(f"rayal {args.command}: error: {err}", file=sys.stderr)
+    except Exception as err:
+        cause = user_error(err)
+        if cause is None:
+            raise
+        if debug:
+            traceback.print_exc()
+        print(f"rayal {command}: error: {one_line(cause)}", file=sys.stderr)
         return 2
 
 

@@ -1,7 +1,9 @@
 """``rayal pool init | select | export | ingest | status``: talk to the project's coordinator.
 
 Every subcommand connects to Ray (``ray.address`` / ``RAY_ADDRESS``, else a local
-Ray), gets or creates the detached ``rayal-pool-<project>`` actor and calls it.
+Ray), gets or creates the detached ``rayal-pool-<project>`` actor and calls it. One writer
+per state dir: while another Ray cluster's coordinator holds its lease, a command exits 2
+naming that holder (see :mod:`rayal.pool.lock`).
 Wire into ``rayal.cli.main`` with ``add_pool_parser(subparsers)`` and dispatch
 ``pool`` to :func:`cmd_pool`.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -60,10 +63,14 @@ def _get(ref):
     """ray.get, re-raising the actor's own exception (not Ray's wrapper with its traceback)."""
     import ray
 
+    from rayal.errors import PoolError
+
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as err:
         cause = getattr(err, "cause", None)
+        if isinstance(cause, KeyError):   # the coordinator's "round N has no query"
+            raise PoolError(cause.args[0] if cause.args else str(cause)) from None
         raise (cause if isinstance(cause, BaseException) else err) from None
 
 
@@ -106,6 +113,7 @@ def _init(config, handle) -> None:
 
 def _select(config, handle, args) -> None:
     from rayal.data import exists, join_uri
+    from rayal.pipeline.selection_params import selection_params
     from rayal.selection.base import ScoreTables
 
     quarantine_dir = join_uri(args.score_dir, "quarantine")
@@ -118,7 +126,8 @@ def _select(config, handle, args) -> None:
     sel = config.selection
     budget = {"units": sel.budget} if sel.budget is not None else {"cost": sel.budget_cost}
     seed = args.seed if args.seed is not None else config.seed + args.round
-    query = _get(handle.select.remote(sel.strategy, sel.params, budget, args.round, args.score_dir,
+    query = _get(handle.select.remote(sel.strategy, selection_params(config), budget, args.round,
+                                      args.score_dir,
                                       seed, owner=args.owner, plugins=args.plugin))
     print(f"round {args.round}: {query.num_rows} {config.pool.unit} unit(s) selected by {sel.strategy}")
     for row in query.slice(0, 10).to_pylist():
@@ -162,38 +171,35 @@ def _ingest(config, handle, args) -> None:
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
-    """Run one ``rayal pool`` subcommand; returns the exit code."""
+    """Run one ``rayal pool`` subcommand; returns the exit code. Errors (a bad frame or mask, a
+    store refusing pool.state_dir, a damaged journal) are ``rayal.cli.main``'s to report."""
     from rayal.config import load_config
-    from rayal.data import FrameError, makedirs
-    from rayal.data.io import StorageError
+    from rayal.data import makedirs
     from rayal.pipeline.runtime import init_ray
-    from rayal.pool.coordinator import get_or_create_coordinator, pool_state_dir
-    from rayal.pool.journal import JournalCorruptError
+    from rayal.pipeline.selection_params import check_selection
+    from rayal.pool.coordinator import get_or_create_coordinator, load_plugins, pool_state_dir
 
     config = load_config(args.config, args.overrides)
+    if args.pool_command == "select":   # a bad strategy or params: named before Ray starts
+        load_plugins(args.plugin)
+        check_selection(config)
     init_ray(config.ray)
-    try:
-        # checked here, not in the actor: a store that refuses pool.state_dir (missing bucket,
-        # bad credentials) is named on the command line, not in a traceback of the detached
-        # actor's failed constructor
-        makedirs(pool_state_dir(config.pool))
-        handle = get_or_create_coordinator(config.pool)
-        if args.pool_command == "init":
-            _init(config, handle)
-        elif args.pool_command == "select":
-            _select(config, handle, args)
-        elif args.pool_command == "export":
-            _export(config, handle, args)
-        elif args.pool_command == "ingest":
-            _ingest(config, handle, args)
-        status = _get(handle.status.remote(_units_per_frame(config)))
-        if args.pool_command == "status" and getattr(args, "json", False):
-            print(json.dumps(status, indent=2))
-        elif args.pool_command in ("init", "ingest", "status"):
-            print_status(status, config.data.class_names)
-    # LabelError is a FrameError; StorageError: a store refusing pool.state_dir or a table
-    except (FrameError, JournalCorruptError, KeyError, StorageError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"rayal pool {args.pool_command}: error: {message}", file=sys.stderr)
-        return 2
+    # checked here, not in the actor: a store that refuses pool.state_dir (missing bucket,
+    # bad credentials) is named on the command line, not in a traceback of the detached
+    # actor's failed constructor
+    makedirs(pool_state_dir(config.pool))
+    handle = get_or_create_coordinator(config.pool)
+    if args.pool_command == "init":
+        _init(config, handle)
+    elif args.pool_command == "select":
+        _select(config, handle, args)
+    elif args.pool_command == "export":
+        _export(config, handle, args)
+    elif args.pool_command == "ingest":
+        _ingest(config, handle, args)
+    status = _get(handle.status.remote(_units_per_frame(config)))
+    if args.pool_command == "status" and getattr(args, "json", False):
+        print(json.dumps(status, indent=2))
+    elif args.pool_command in ("init", "ingest", "status"):
+        print_status(status, config.data.class_names)
     return 0

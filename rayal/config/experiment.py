@@ -1,11 +1,13 @@
 """Config sections of experiments: ``loop`` (one AL run), ``compare`` and ``tune``."""
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from rayal.config.base import Section
+from rayal.errors import RayalWarning
 
 
 class LoopConfig(Section):
@@ -74,14 +76,18 @@ class CompareConfig(Section):
 
 
 def _known_strategies(section: str, strategies: list[str] | None, params: dict, overrides: dict) -> None:
-    """``params`` / ``overrides`` entries must name a strategy of the sweep (typo guard)."""
+    """``params`` / ``overrides`` entries of strategies not in the sweep are dropped with a
+    :class:`RayalWarning` naming them: narrowing ``--set compare.strategies=[...]`` must not
+    require editing the tables too, and a typo in a name still shows up."""
     if strategies is None:
         return
     for name, table in (("params", params), ("overrides", overrides)):
         extra = sorted(set(table) - set(strategies))
         if extra:
-            raise ValueError(f"{section}.{name} has entries for {extra}, which are not among the "
-                             f"strategies {strategies}")
+            warnings.warn(f"{section}.{name} has entries for {extra}, which are not among the "
+                          f"strategies {strategies}: ignored", RayalWarning, stacklevel=2)
+            for key in extra:   # in place: the model validator must not re-run itself
+                del table[key]
 
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")

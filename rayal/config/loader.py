@@ -49,14 +49,19 @@ def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
+    """One line: ``invalid config SOURCE: field: message (got value); field: ...``."""
+    parts = []
     for item in err.errors():
         field = ".".join(str(p) for p in item["loc"]) or "(root)"
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"  {field}: {msg} (got {item.get('input')!r})")
-    return "\n".join(lines)
+        elif item["type"] == "value_error":   # a validator's own message already names the field
+            parts.append(f"{field}: {str(msg).removeprefix('Value error, ')}")
+            continue
+        got = repr(item.get("input"))
+        parts.append(f"{field}: {msg} (got {got if len(got) <= 80 else got[:77] + '...'})")
+    return f"invalid config {source}: " + "; ".join(parts)
 
 
 def config_from_dict(raw: dict, overrides: Iterable[str] = (), source: str = "<dict>") -> RayalConfig:

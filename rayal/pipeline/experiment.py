@@ -35,6 +35,7 @@ from rayal.pipeline.annotate import annotate_round, pool_units_total
 from rayal.pipeline.reference import full_supervision_miou
 from rayal.pipeline.reports import curve_table, write_plots
 from rayal.pipeline.runtime import init_ray, write_run_metadata
+from rayal.pipeline.selection_params import selection_params
 from rayal.pipeline.storage import read_parquet, remove_tree, write_json, write_parquet
 from rayal.train.metrics import aualc, budget_to_reach
 
@@ -164,7 +165,7 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
             times["score"] += round0_seconds
         strategy = lp.initial_strategy if r == 0 else config.selection.strategy
         params = dict(lp.initial_params if r == 0 else config.selection.params)
-        params.setdefault("unit", config.pool.unit)
+        params = selection_params(config, strategy, params)   # unit: pool.unit, as pool select
         if strategy == "ceal":   # the pseudo-label threshold shrinks with the AL round
             params.setdefault("round_index", r - 1)
         if strategy == "meal":   # one UMAP for the run, fitted on the initial model's features

@@ -9,7 +9,9 @@ mode (0) it goes in a child task of the trial, because Ray 2.60 refuses ``ray.tr
 in a process holding a Tune session (see :func:`run_beside`). After every round the trial
 reports ``round`` (ASHA's time attribute), ``miou`` and the running ``aualc``; the
 objective is the final AuALC (max). The full-supervision reference is trained once in the
-driver, so every trial is normalised by the same mIoU.
+driver, so every trial is normalised by the same mIoU. How many trials run at once, and the
+up-front check and watchdog that keep a sweep from starving its own nested work, live in
+:mod:`rayal.pipeline.tune_resources`.
 
 Layout: ``<output_dir>/config.yaml``, ``tune_results.parquet`` (one row per trial, ranked),
 ``best_config.yaml`` (loadable by ``load_config``), ``tune.png``; Tune's experiment in
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +34,11 @@ from rayal.config import ConfigError, RayalConfig, dump_config
 from rayal.config.loader import config_from_dict
 from rayal.data import exists, join_uri, read_bytes, write_bytes
 from rayal.data.io import parent_uri
+from rayal.errors import RayalError
 from rayal.pipeline.compare import (absolute, check_same_config, check_strategy_params, read_json,
                                     read_table, save_figure, strategy_raw, strategy_takes, write_table)
+from rayal.pipeline.selection_params import selection_params
+from rayal.pipeline.tune_resources import StallWatchdog, check_trial_fits, plan_concurrency
 
 RESULTS_FILE, BEST_FILE, PLOT_FILE = "tune_results.parquet", "best_config.yaml", "tune.png"
 STRATEGY_KEY, PARAMS_PREFIX = "selection.strategy", "selection.params."
@@ -73,7 +79,7 @@ def trial_config(base: RayalConfig, params: dict) -> tuple[RayalConfig, list[str
             continue
         _set(raw, key, value.item() if isinstance(value, np.generic) else value)   # YAML-safe
     config = config_from_dict(raw, source=f"tune trial {params}")
-    check_strategy_params(strategy, config.selection.params, f"tune trial {params}")
+    check_strategy_params(strategy, selection_params(config), f"tune trial {params}")
     return config, inactive
 
 
@@ -326,19 +332,6 @@ def write_best_config(config: RayalConfig, best: dict, keys: list[str], uri: str
 
 
 # --- the sweep ------------------------------------------------------------------------------
-def default_concurrency(config: RayalConfig, cpus: float, gpus: float) -> int:
-    """Trials at once: each needs its own CPUs (which also run its local-mode training) plus,
-    one phase at a time, those of its scoring actors and a decode task, or of its Ray Train
-    workers; trials that took every CPU would starve what they start."""
-    tc, rc, train = config.tune, config.ray, config.train
-    per_trial = tc.cpus_per_trial + max(rc.actors * rc.cpus_per_actor + rc.decode_cpus,
-                                        train.num_workers * train.cpus_per_worker)
-    n = max(1, int(cpus // per_trial))
-    if tc.gpus_per_trial > 0:
-        n = min(n, max(1, int(gpus // tc.gpus_per_trial)))
-    return n
-
-
 def _tuner(config: RayalConfig, trainable, exp_path: str, progress: bool):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -355,15 +348,20 @@ def _tuner(config: RayalConfig, trainable, exp_path: str, progress: bool):
                                reduction_factor=tc.reduction_factor, max_t=max(max_t, tc.grace_period + 1))
                  if tc.scheduler == "asha" else FIFOScheduler())
     avail = ray.available_resources()
-    concurrent = tc.max_concurrent_trials or default_concurrency(config, avail.get("CPU", 1.0),
-                                                                 avail.get("GPU", 0.0))
+    concurrent, warning = plan_concurrency(config, avail.get("CPU", 0.0), avail.get("GPU", 0.0))
+    if warning:
+        print(f"rayal tune: warning: {warning}", file=sys.stderr)
+    # the limit goes into the search algorithm: Ray Tune drops TuneConfig.max_concurrent_trials
+    # whenever a search_alg is passed (it only wraps Searchers in a ConcurrencyLimiter)
+    search = BasicVariantGenerator(max_concurrent=concurrent, random_state=config.seed)
+    callbacks = [StallWatchdog(tc.stall_timeout_s)] if tc.stall_timeout_s else []
     return tune.Tuner(
         trainable, param_space=param_space(config),
         tune_config=tune.TuneConfig(metric="aualc", mode="max", scheduler=scheduler,
-                                    num_samples=tc.num_samples, max_concurrent_trials=concurrent,
-                                    search_alg=BasicVariantGenerator(random_state=config.seed)),
+                                    num_samples=tc.num_samples, search_alg=search),
         run_config=tune.RunConfig(name=tc.name, storage_path=parent_uri(exp_path), verbose=1 if progress else 0,
-                                  failure_config=tune.FailureConfig(max_failures=1))), False
+                                  failure_config=tune.FailureConfig(max_failures=1),
+                                  callbacks=callbacks)), False
 
 
 def run_tune(config: RayalConfig, *, progress: bool = True) -> dict:
@@ -385,6 +383,10 @@ def run_tune(config: RayalConfig, *, progress: bool = True) -> dict:
     check_same_config(config, ignore=("ray",))   # a restored sweep must be the same sweep
     write_run_metadata(config, out)
     init_ray(config.ray)
+    import ray
+
+    cluster = ray.cluster_resources()   # one trial and its nested work must fit, or no trial ever ends
+    check_trial_fits(config, cluster.get("CPU", 0.0), cluster.get("GPU", 0.0))
     full = full_supervision_miou(config, progress=progress)   # once, before any trial
     # trials run in this process's working directory, like the scoring actors, so relative
     # data paths mean the same thing everywhere
@@ -402,8 +404,8 @@ def run_tune(config: RayalConfig, *, progress: bool = True) -> dict:
     table = results_table(rows, keys)
     best = next((r for r in rows if r["status"] == "completed"), None)
     if best is None:
-        raise RuntimeError(f"no trial of {exp_path} completed; see {join_uri(out, RESULTS_FILE)} "
-                           "for errors")
+        first = next((f"; first error: {r['error']}" for r in rows if r["error"]), "")
+        raise RayalError(f"no trial of {exp_path} completed; see {join_uri(out, RESULTS_FILE)}{first}")
     write_best_config(config, best, keys, join_uri(out, BEST_FILE))
     save_figure(lambda path: plot_trials(rows, full, path), join_uri(out, PLOT_FILE))
     return {"rows": rows, "table": table, "best": best, "restored": restored, "output_dir": str(out)}

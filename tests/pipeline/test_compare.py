@@ -7,6 +7,7 @@ import yaml
 
 from rayal.cli.main import main
 from rayal.config import ConfigError, load_config
+from rayal.errors import RayalWarning
 from rayal.pipeline.compare import run_configs
 
 CONFIG = {
@@ -97,8 +98,9 @@ def test_bad_strategy_params_named_before_any_run(tmp_path):
     config = load_config(_write(tmp_path), ["compare.strategies=[random, entropyy]", "compare.params={}"])
     with pytest.raises(ConfigError, match="unknown strategy 'entropyy'"):
         run_configs(config)
-    with pytest.raises(ConfigError, match=r"compare.params has entries for \['meal'\]"):
-        load_config(_write(tmp_path), ["compare.params={meal: {}}"])
+    with pytest.warns(RayalWarning, match=r"compare.params has entries for \['meal'\].*ignored"):
+        config = load_config(_write(tmp_path), ["compare.params={meal: {}}"])
+    assert "meal" not in config.compare.params   # a strategy no longer compared: its entry dropped
 
 
 def test_table_means_sample_std_and_reach_counts(tmp_path):

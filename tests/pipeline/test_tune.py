@@ -9,8 +9,9 @@ import yaml
 
 from rayal.cli.main import main
 from rayal.config import ConfigError, load_config
-from rayal.pipeline.tune import (default_concurrency, rank_trials, running_aualc, run_tune,
+from rayal.pipeline.tune import (rank_trials, running_aualc, run_tune,
                                  trial_config, validate_search_space)
+from rayal.pipeline.tune_resources import default_concurrency
 
 CONFIG = {
     "name": "tiny-tune", "seed": 0, "device": "cpu",

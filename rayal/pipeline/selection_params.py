@@ -1,0 +1,50 @@
+"""The ``selection.params`` a strategy is built with: one rule for ``rayal run`` (every round),
+``rayal pool select`` and the up-front checks of ``run`` / ``compare`` / ``tune``.
+
+The unit a strategy selects is the pool's: ``selection.params.unit`` defaults to ``pool.unit``
+for every strategy that takes a ``unit``, and a different explicit value is refused (the pool
+state holds units of one kind only).
+"""
+from __future__ import annotations
+
+from rayal.config import ConfigError, RayalConfig
+
+__all__ = ["check_selection", "selection_params"]
+
+
+def selection_params(config: RayalConfig, strategy: str | None = None,
+                     params: dict | None = None) -> dict:
+    """``params`` (default ``config.selection.params``) for ``strategy`` (default
+    ``config.selection.strategy``) with ``unit`` set to ``config.pool.unit`` when the strategy
+    takes a unit and the params do not name one.
+
+    Raises:
+        ConfigError: ``selection.params.unit`` names another unit than ``pool.unit``.
+    """
+    from rayal.pipeline.compare import strategy_takes
+
+    strategy = strategy or config.selection.strategy
+    out = dict(config.selection.params if params is None else params)
+    unit = out.get("unit")
+    if unit is not None and unit != config.pool.unit:
+        raise ConfigError(f"selection.params.unit {unit!r} differs from pool.unit "
+                          f"{config.pool.unit!r}: the pool holds {config.pool.unit} units; drop "
+                          f"selection.params.unit or set pool.unit")
+    if unit is None and "unit" in strategy_takes(strategy):
+        out["unit"] = config.pool.unit
+    return out
+
+
+def check_selection(config: RayalConfig) -> None:
+    """Build ``selection.strategy`` with :func:`selection_params` once, so that an unknown
+    strategy or a parameter it does not take (e.g. ``aggregate`` left in ``selection.params``
+    after ``--set selection.strategy=random``) is a :class:`ConfigError` naming
+    ``selection.params`` before any work starts."""
+    from rayal.pipeline.compare import check_strategy_params, strategy_class
+
+    strategy = config.selection.strategy
+    try:
+        strategy_class(strategy)
+    except ConfigError as err:
+        raise ConfigError(f"selection.strategy: {err}") from None
+    check_strategy_params(strategy, selection_params(config), "selection.params")
