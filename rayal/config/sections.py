@@ -188,6 +188,8 @@ class PoolConfig(Section):
     namespace: str = "rayal"
     lease_seconds: float = Field(7 * 24 * 3600.0, gt=0)
     snapshot_every: int = Field(10_000, ge=1, description="journal records between snapshots")
+    lock_ttl: float = Field(60.0, ge=2, description="seconds the one-writer lease of state_dir "
+                            "lasts unless renewed (a crashed holder blocks at most this long)")
 
 
 class RayalConfig(Section):

@@ -3,11 +3,13 @@ and the ``PoolCoordinator`` Ray actor that is its only writer.
 
 * :mod:`rayal.pool.state` — :class:`PoolState` (immutable; ``plan_*`` + ``apply``).
 * :mod:`rayal.pool.journal` — CRC-framed journal, atomic snapshots, recovery.
+* :mod:`rayal.pool.lock` — the state directory's one-writer lease (local flock / S3 conditional PUT).
 * :mod:`rayal.pool.coordinator` — the actor (imports Ray; loaded on first use here).
 * :mod:`rayal.pool.export` — a round's query as parquet + JSON lines with region RLE/polygons.
 * :mod:`rayal.pool.labels` — label summaries from mask files.
 """
 from rayal.pool.journal import Journal, JournalCorruptError, RecoveryReport
+from rayal.pool.lock import LeaseLostError, PoolLockedError, StateDirLock, read_lease
 from rayal.pool.labels import LabelBatch, label_summaries, summarize, summary_table
 from rayal.pool.state import FRAME_SCHEMA, UNITS, PoolState, Record, apply_record
 
@@ -15,7 +17,8 @@ _LAZY = {"PoolCoordinator", "get_or_create_coordinator", "shutdown_coordinator",
          "coordinator_name", "pool_state_dir", "units_table"}
 
 __all__ = ["PoolState", "Record", "apply_record", "UNITS", "FRAME_SCHEMA", "Journal",
-           "JournalCorruptError", "RecoveryReport", "LabelBatch", "label_summaries", "summarize",
+           "JournalCorruptError", "RecoveryReport", "PoolLockedError", "LeaseLostError",
+           "StateDirLock", "read_lease", "LabelBatch", "label_summaries", "summarize",
            "summary_table", "export_query", *sorted(_LAZY)]
 
 

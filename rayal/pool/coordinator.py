@@ -16,6 +16,7 @@ named actor ``rayal-pool-<project>``.
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib
 import importlib.util
@@ -30,7 +31,8 @@ import ray
 
 from rayal.config.sections import PoolConfig
 from rayal.data import has_scheme, join_uri
-from rayal.pool.journal import Journal
+from rayal.pool.journal import Journal, JournalCorruptError
+from rayal.pool.lock import PoolLockedError, StateDirLock, current_holder
 from rayal.pool.state import PoolState, Record, apply_record
 from rayal.selection.base import STATUS_NAMES, Budget, PoolView, ScoreTables, split_keys
 
@@ -107,22 +109,53 @@ def units_table(state: PoolState, status=None, round_id: int | None = None) -> p
 
 
 class PoolCoordinator:
-    """Owns one pool: recovers it from ``<state_dir>/<project>`` and journals every change."""
+    """Owns one pool: recovers it from ``<state_dir>/<project>`` and journals every change.
 
-    def __init__(self, pool: PoolConfig | dict):
+    It first takes the state directory's one-writer lease (:mod:`rayal.pool.lock`) and holds
+    it, renewed, until :meth:`close`; another holder raises :class:`PoolLockedError` naming it.
+    ``defer_errors`` (the actor) keeps a failed start (lease held elsewhere, corrupt journal,
+    store refusing) and raises it from every call instead of from the constructor, so the
+    caller gets the exception itself rather than Ray's ActorDiedError.
+    """
+
+    def __init__(self, pool: PoolConfig | dict, *, defer_errors: bool = False):
         self.config = PoolConfig.model_validate(pool)
         self.state_dir = pool_state_dir(self.config)
-        self.journal = Journal(self.state_dir)
-        state, replay, self.report = self.journal.recover()
-        for seq, record in replay:
-            state = apply_record(state, record, seq)
-        self._since_snapshot = len(replay)
-        self.state = state
-        if state is None:
-            self._commit(Record("create", {"unit": self.config.unit}))
-        elif state.unit != self.config.unit:
-            raise ValueError(f"pool {self.config.project!r} in {self.state_dir} has unit "
-                             f"{state.unit!r}; the config says {self.config.unit!r}")
+        try:
+            self._open()
+        except (PoolLockedError, JournalCorruptError, OSError, ValueError) as err:
+            if not defer_errors:
+                raise
+            self._open_error = err
+            log.error("pool %s did not start: %s", self.config.project, err)
+
+    def __getattr__(self, name):
+        # only reached for attributes that are missing: after a deferred failed start
+        err = self.__dict__.get("_open_error")
+        if err is not None and name in ("state", "journal", "report", "lock", "_since_snapshot"):
+            raise err
+        raise AttributeError(name)
+
+    def _open(self) -> None:
+        holder = current_holder(coordinator_name(self.config.project), self.config.namespace)
+        self.lock = StateDirLock(self.state_dir, holder, self.config.lock_ttl)
+        self.lock.acquire()
+        try:
+            self.journal = Journal(self.state_dir, fence=self.lock.check)
+            state, replay, self.report = self.journal.recover()
+            for seq, record in replay:
+                state = apply_record(state, record, seq)
+            self._since_snapshot = len(replay)
+            self.state = state
+            if state is None:
+                self._commit(Record("create", {"unit": self.config.unit}))
+            elif state.unit != self.config.unit:
+                raise ValueError(f"pool {self.config.project!r} in {self.state_dir} has unit "
+                                 f"{state.unit!r}; the config says {self.config.unit!r}")
+        except BaseException:
+            self.lock.release()
+            raise
+        self.lock.start_renewal()
         if self.report.torn or self.report.skipped_snapshots:
             log.warning("pool %s recovered: %s", self.config.project, self.report.to_dict())
 
@@ -207,8 +240,10 @@ class PoolCoordinator:
         return self.report.to_dict()
 
     def describe(self) -> dict:
+        """Project, unit, state dir, journal seq, pid and the lease this coordinator holds."""
         return {"project": self.config.project, "unit": self.state.unit,
-                "state_dir": self.state_dir, "seq": self.state.seq, "pid": os.getpid()}
+                "state_dir": self.state_dir, "seq": self.state.seq, "pid": os.getpid(),
+                "lease": dict(self.lock.holder)}
 
     # --- maintenance ------------------------------------------------------------------------
     def snapshot(self) -> str:
@@ -217,10 +252,12 @@ class PoolCoordinator:
         self._since_snapshot = 0
         return path
 
-    def close(self) -> None:
-        """Snapshot and release the journal (before a planned shutdown)."""
-        self.snapshot()
+    def close(self, snapshot: bool = True) -> None:
+        """Snapshot (optionally), close the journal and release the lease (planned shutdown)."""
+        if snapshot:
+            self.snapshot()
         self.journal.close()
+        self.lock.release()
 
 
 def get_or_create_coordinator(pool: PoolConfig):
@@ -228,14 +265,26 @@ def get_or_create_coordinator(pool: PoolConfig):
 
     Must run after ``ray.init``. The actor asks for no CPU, restarts without limit and
     Ray retries its in-flight calls after a restart. An actor of the same name that runs
-    on another state directory or unit is an error.
+    on another state directory or unit is an error. A coordinator that cannot start raises
+    its own error: :class:`PoolLockedError` (another Ray cluster's coordinator holds the
+    state dir), :class:`JournalCorruptError`, a StorageError.
     """
     pool = PoolConfig.model_validate(pool)
     actor = ray.remote(PoolCoordinator).options(
         name=coordinator_name(pool.project), namespace=pool.namespace, lifetime="detached",
         max_restarts=-1, max_task_retries=-1, num_cpus=0, get_if_exists=True)
-    handle = actor.remote(pool.model_dump())
-    info = ray.get(handle.describe.remote())
+    handle = actor.remote(pool.model_dump(), defer_errors=True)
+    try:
+        info = ray.get(handle.describe.remote())
+    except ray.exceptions.RayTaskError as err:
+        # a failed start (lease held by another cluster, corrupt journal): raise the error
+        # itself and free the name, so the next command starts a fresh coordinator
+        cause = getattr(err, "cause", None)
+        ray.kill(handle, no_restart=True)
+        if isinstance(cause, BaseException):
+            raise cause from None
+        raise
+    _release_at_exit(pool)
     expected = pool_state_dir(pool)
     if info["state_dir"] != expected or info["unit"] != pool.unit:
         raise ValueError(f"coordinator {coordinator_name(pool.project)!r} already runs on "
@@ -243,14 +292,40 @@ def get_or_create_coordinator(pool: PoolConfig):
     return handle
 
 
+_RELEASE_AT_EXIT: set = set()
+
+
+def _release_at_exit(pool: PoolConfig) -> None:
+    """A Ray this process started ends with it, and so does the coordinator in it: release the
+    state dir's lease first (atexit runs this before Ray's own shutdown), so the next command,
+    with its own local Ray, need not wait for the lease to expire."""
+    node = getattr(ray._private.worker, "_global_node", None)
+    key = (pool.project, pool.namespace)
+    if node is None or not node.head or key in _RELEASE_AT_EXIT:
+        return   # connected to a cluster: the coordinator lives on and keeps its lease
+    _RELEASE_AT_EXIT.add(key)
+
+    def release():
+        if ray.is_initialized():
+            try:
+                shutdown_coordinator(pool, snapshot=False)
+            except Exception as err:  # noqa: BLE001 - the lease then expires by itself
+                log.warning("pool %s: releasing the coordinator at exit failed: %s", pool.project, err)
+
+    atexit.register(release)
+
+
 def shutdown_coordinator(pool: PoolConfig, snapshot: bool = True) -> bool:
-    """Snapshot (optionally) and kill the project's actor for good; False if none runs."""
+    """Snapshot (optionally), release the lease and kill the project's actor; False if none runs."""
     pool = PoolConfig.model_validate(pool)
     try:
         handle = ray.get_actor(coordinator_name(pool.project), namespace=pool.namespace)
     except ValueError:
         return False
-    if snapshot:
-        ray.get(handle.close.remote())
-    ray.kill(handle, no_restart=True)
+    try:
+        ray.get(handle.close.remote(snapshot))    # releases the state dir's lease
+    except ray.exceptions.RayError:
+        pass                                      # it never started: it holds nothing
+    finally:
+        ray.kill(handle, no_restart=True)
     return True

@@ -197,10 +197,15 @@ def _seq_of(name: str) -> int | None:
 
 
 class Journal:
-    """Append-only journal + snapshots of one pool under ``root``; one writer at a time."""
+    """Append-only journal + snapshots of one pool under ``root``; one writer at a time.
 
-    def __init__(self, root: str):
+    ``fence`` (optional) is called before every append and snapshot and raises when this
+    writer may no longer write (:meth:`rayal.pool.lock.StateDirLock.check`).
+    """
+
+    def __init__(self, root: str, fence=None):
         self.root = root
+        self.fence = fence
         self.local = not has_scheme(root) or root.startswith("file://")
         self.fs, self.path = resolve_filesystem(root)
         self.journal_dir, self.snapshot_dir = join_uri(root, "journal"), join_uri(root, "snapshots")
@@ -225,6 +230,8 @@ class Journal:
     # --- snapshots
     def write_snapshot(self, state: PoolState) -> str:
         """Write ``state`` as snapshot ``state.seq`` (temp + rename), then prune old files."""
+        if self.fence is not None:
+            self.fence()
         tables, meta = state_to_tables(state)
         final = f"{self.path.rstrip('/')}/snapshots/{state.seq:020d}.snap"
         tmp = f"{final}.tmp-{os.getpid()}"
@@ -296,14 +303,21 @@ class Journal:
             except Exception as err:  # noqa: BLE001 - any unreadable snapshot falls back to an older one
                 report.skipped_snapshots.append({"file": path, "reason": f"{type(err).__name__}: {err}"})
                 log.warning("pool snapshot %s unreadable (%s); trying an older one", path, err)
-        records = self._read_local(report) if self.local else self._read_objects(report)
+        found = self._read_local(report) if self.local else self._read_objects(report)
+        records = [(s, r) for s, r, _ in found]
         expected = report.snapshot_seq + 1
-        replay = [(s, r) for s, r in records if s > report.snapshot_seq]
-        for s, _ in replay:
+        replay = [(s, r, where) for s, r, where in found if s > report.snapshot_seq]
+        for s, _, where in replay:
+            if s < expected:
+                raise JournalCorruptError(
+                    f"{where}: journal record {s} appears twice: two coordinators wrote this pool "
+                    f"at once (a rayal without the state-dir lease); `rayal pool repair` keeps "
+                    f"records up to {s} of the first writer and sets the rest aside")
             if s != expected:
-                raise JournalCorruptError(f"{self.root}: journal record {expected} is missing "
+                raise JournalCorruptError(f"{where}: journal record {expected} is missing "
                                           f"(next found: {s}); snapshot at {report.snapshot_seq}")
             expected += 1
+        replay = [(s, r) for s, r, _ in replay]
         self.last_seq = max([report.snapshot_seq] + [s for s, _ in records])
         report.replayed, report.last_seq = len(replay), self.last_seq
         for torn in report.torn:
@@ -322,7 +336,7 @@ class Journal:
                 good, torn = 0, {"file": path, "offset": 0, "bytes": len(data), "reason": "partial header"}
             else:
                 found, good, torn = scan_records(data, path, len(SEGMENT_MAGIC))
-                records.extend(found)
+                records.extend((s, r, path) for s, r in found)
             if torn is not None:
                 if not last:
                     raise JournalCorruptError(f"{path}: damaged tail in a segment that is not the last")
@@ -348,7 +362,7 @@ class Journal:
                                             "reason": "empty object"})
                 self.fs.delete_file(path)
                 continue
-            records.extend(found)
+            records.extend((s, r, path) for s, r in found)
         return records
 
     # --- appending
@@ -366,6 +380,8 @@ class Journal:
         """Durably append ``record``; returns its sequence number once it is on disk."""
         if not self._recovered:
             raise RuntimeError("call Journal.recover() before appending")
+        if self.fence is not None:
+            self.fence()
         seq = self.last_seq + 1
         data = encode_record(seq, record)
         if self.local:
