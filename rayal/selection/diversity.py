@@ -16,8 +16,11 @@ cluster budgets of Cai et al. / MADBAL):
     ``kmeans``          k-means (B clusters, seeded) over the candidates, the best-scoring
                         candidate of each cluster;
     ``cluster_budget``  k-means (``n_clusters``) over the candidates, cluster budgets
-                        ``ceil(s_k / sum s * B)`` (s_k: the cluster's summed score) trimmed to
-                        exactly B, largest first, the best-scoring candidates within a cluster.
+                        ``ceil(s_k / sum s * B)`` trimmed to exactly B, largest first, the
+                        best-scoring candidates within a cluster; s_k is the cluster's summed
+                        score (``cluster_mass: score``) or its size (``size``: a sample
+                        stratified like the candidates, uncertain within each stratum; with
+                        ``n_candidates: all`` stratified like the whole pool).
 ``dedup_threshold``
     cosine similarity above which a candidate counts as a near-duplicate of a unit already
     picked this round or already labelled / queued, and is skipped.
@@ -43,11 +46,11 @@ import numpy as np
 
 from rayal.selection.base import (LABELED, QUEUED, Budget, PoolView, Query, ScoreTables, Strategy,
                                   split_keys, unit_keys)
-from rayal.selection.common import check_choice, check_range, read_embeddings, unit_budget
+from rayal.selection.common import check_choice, check_range, read_embeddings, table_of, unit_budget
 
 MODES = ("none", "kcenter", "kmeans", "cluster_budget")
 PARAMS = ("diversity", "n_candidates", "dedup_threshold", "sequence_key", "per_sequence",
-          "sequence_window", "n_clusters")
+          "sequence_window", "n_clusters", "cluster_mass")
 
 
 def split_diversity_params(params: dict, cls: type) -> tuple[dict, dict]:
@@ -150,7 +153,8 @@ class Diverse(Strategy):
     """Wrap a score-based strategy: its top ``n_candidates`` -> B spread and de-duplicated.
 
     inner: the strategy giving the candidates (its order is the score rank).
-    diversity: one of :data:`MODES`. n_candidates: candidates to draw (default 4 x B).
+    diversity: one of :data:`MODES`. n_candidates: candidates to draw (default 4 x B; ``"all"``:
+    every unit the strategy ranks). cluster_mass: ``score`` | ``size`` (``cluster_budget``).
     dedup_threshold: cosine similarity in (0, 1] or None. sequence_key: regex, ``"frame"``
     or None; per_sequence >= 1; sequence_window >= 1 or None. n_clusters: k of
     ``cluster_budget`` (default 9, MADBAL's).
@@ -160,9 +164,11 @@ class Diverse(Strategy):
 
     def __init__(self, inner: Strategy, diversity: str = "none", n_candidates: int | None = None,
                  dedup_threshold: float | None = None, sequence_key: str | None = None,
-                 per_sequence: int = 1, sequence_window: int | None = None, n_clusters: int = 9):
+                 per_sequence: int = 1, sequence_window: int | None = None, n_clusters: int = 9,
+                 cluster_mass: str = "score"):
         check_choice("diversity", diversity, MODES)
-        if n_candidates is not None:
+        check_choice("cluster_mass", cluster_mass, ("score", "size"))
+        if n_candidates is not None and n_candidates != "all":
             check_range("n_candidates", n_candidates, 1, integer=True)
         if dedup_threshold is not None:
             check_range("dedup_threshold", dedup_threshold, 0.0, 1.0)
@@ -174,6 +180,7 @@ class Diverse(Strategy):
         check_range("n_clusters", n_clusters, 1, integer=True)
         self.inner, self.diversity, self.n_candidates = inner, diversity, n_candidates
         self.dedup_threshold, self.per_sequence, self.n_clusters = dedup_threshold, per_sequence, n_clusters
+        self.cluster_mass = cluster_mass
         self.sequence = SequenceKey(sequence_key, sequence_window) if sequence_key else None
         self.level, self.unit = inner.level, getattr(inner, "unit", "image")
         self.supports_cost = False
@@ -186,7 +193,8 @@ class Diverse(Strategy):
         n = unit_budget(budget, self)
         if n == 0:
             return Query.empty()
-        m = max(self.n_candidates or 4 * n, n)
+        m = (max(tables.num_rows(table_of(self.unit)), n) if self.n_candidates == "all"
+             else max(self.n_candidates or 4 * n, n))
         while True:
             cand = self.inner.select(tables, pool, Budget(units=m), seed)
             picked, notes, cluster, skipped = self._pick(cand, tables, pool, n, seed)
@@ -237,8 +245,9 @@ class Diverse(Strategy):
                 budgets = np.minimum(1, size)
             else:
                 usable = np.all(np.isfinite(score)) and np.all(score >= 0) and score.sum() > 0
-                mass = np.bincount(labels, weights=score if usable else 1.0 / (1.0 + rank),
-                                   minlength=len(size))
+                weight = (np.ones(len(x)) if self.cluster_mass == "size"
+                          else score if usable else 1.0 / (1.0 + rank))
+                mass = np.bincount(labels, weights=weight, minlength=len(size))
                 budgets = cluster_budgets(mass, size, n)
             notes = [f"{self.diversity} cluster {c}" for c in labels]
             return cluster_order(labels, rank, budgets), notes, labels.astype(np.int32)

@@ -137,3 +137,21 @@ def test_helpers_by_hand():
     order, _ = kcenter_order(x, np.zeros((0, 2), np.float32), np.arange(3))
     assert list(order) == [0, 2, 1]
     assert isinstance(get_strategy("entropy", diversity="kmeans"), Diverse)
+
+
+def test_cluster_budget_by_size_stratifies_like_the_pool():
+    """8 frames in a big cluster with low scores, 2 in a small one with high scores: by score
+    mass B = 5 goes mostly to the small cluster; by size it follows the pool (4 + 1)."""
+    ids = [f"big{i}" for i in range(8)] + ["small0", "small1"]
+    rng = np.random.default_rng(0)
+    vec = np.concatenate([[1.0, 0.0] + 0.01 * rng.normal(size=(8, 2)), [0.0, 1.0] + 0.01 * rng.normal(size=(2, 2))])
+    score = np.array([0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 5.0, 4.0])
+    tables = ScoreTables(frames=pa.table({"frame_id": ids, "entropy_mean": score}),
+                         embeddings=embeddings(ids, vec))
+    by_size = get_strategy("entropy", diversity="cluster_budget", n_clusters=2, cluster_mass="size",
+                           n_candidates="all").select(tables, PoolView.fresh(ids), Budget(units=5), seed=0)
+    assert sum(f.startswith("small") for f in by_size.frame_id) == 1
+    assert "big7" in set(by_size.frame_id) and "big0" not in set(by_size.frame_id)  # uncertain within
+    by_score = get_strategy("entropy", diversity="cluster_budget", n_clusters=2,
+                            n_candidates="all").select(tables, PoolView.fresh(ids), Budget(units=5), seed=0)
+    assert sum(f.startswith("small") for f in by_score.frame_id) == 2
