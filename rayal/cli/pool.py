@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pyarrow as pa
 
-SUBCOMMANDS = ("init", "select", "export", "ingest", "status")
+SUBCOMMANDS = ("init", "select", "export", "ingest", "status", "repair")
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +56,27 @@ def add_pool_parser(subparsers) -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="units per status, class and round")
     _config_args(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    repair = sub.add_parser("repair", help="keep a journal two writers appended to up to their "
+                            "first clash; set the later records aside")
+    _config_args(repair)
     return pool
+
+
+def _repair(config) -> int:
+    """``rayal pool repair``: no Ray, the state dir's lease, then :func:`repair_journal`."""
+    from rayal.pool.coordinator import pool_state_dir
+    from rayal.pool.repair import repair_journal
+
+    out = repair_journal(pool_state_dir(config.pool), ttl=config.pool.lock_ttl)
+    if not out["set_aside"]:
+        print(f"journal consistent up to record {out['kept_up_to']}: nothing to repair")
+        return 0
+    print(f"kept records up to {out['kept_up_to']}; set aside {len(out['set_aside'])} later "
+          f"record(s) and {len(out['snapshots'])} snapshot(s) under {out['to']}:")
+    for row in out["set_aside"]:
+        print("  " + "  ".join(f"{k} {v}" for k, v in row.items()))
+    print("redo the rounds listed above (pool select / ingest)")
+    return 0
 
 
 def _get(ref):
@@ -180,6 +200,8 @@ def cmd_pool(args: argparse.Namespace) -> int:
     from rayal.pool.coordinator import get_or_create_coordinator, load_plugins, pool_state_dir
 
     config = load_config(args.config, args.overrides)
+    if args.pool_command == "repair":
+        return _repair(config)
     if args.pool_command == "select":   # a bad strategy or params: named before Ray starts
         load_plugins(args.plugin)
         check_selection(config)
