@@ -4,7 +4,9 @@ Pure numpy / pyarrow / PIL / scikit-image (no Ray): usable in actors, jobs
 and notebooks alike.
 """
 
-from rayal.data.decode import decode_image, decode_mask, load_image, load_mask, mask_dtype, resize_image, resize_mask
+from rayal.data.decode import (DataWarning, decode_image, decode_mask, image_size_of, load_image, load_mask,
+                               mask_dtype, read_image_size, resize_image, resize_mask)
+from rayal.data.maskfiles import index_mask_files, mask_file_status
 from rayal.data.errors import FrameError, LabelError
 from rayal.data.folder import FolderDataset, FrameRecord, read_split_file
 from rayal.data.io import (
@@ -54,7 +56,12 @@ __all__ = [
     "list_files",
     "exists",
     "has_scheme",
+    "DataWarning",
     "decode_image",
+    "image_size_of",
+    "read_image_size",
+    "index_mask_files",
+    "mask_file_status",
     "load_image",
     "decode_mask",
     "load_mask",

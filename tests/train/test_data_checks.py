@@ -153,3 +153,14 @@ def test_nan_validation_miou_keeps_the_last_weights_as_best(tmp_path):
     model, meta = load_checkpoint(str(tmp_path / "ck" / BEST))
     assert meta["epoch"] == 1
     assert json.loads((tmp_path / "ck" / STATE).read_text())["best_epoch"] == 1
+
+
+def test_a_labelled_set_without_labelled_pixels_is_refused_before_any_epoch(tmp_path):
+    _folder(tmp_path / "data", mask_fn=lambda split, m: m if split == "val"
+            else np.full_like(m, IGN))
+    config = _config(tmp_path)
+    with pytest.raises(DegenerateSplitError, match=r"the labelled set \(4 frame\(s\) of split "
+                                                   r"'train'\).*255 \(ignore_index\)"):
+        train_loop(config, _training_set(config), labelled_split(config.data, "val"),
+                   tmp_path / "ck", torch.device("cpu"))
+    assert not (tmp_path / "ck" / STATE).exists()
