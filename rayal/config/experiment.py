@@ -36,6 +36,9 @@ class LoopConfig(Section):
         "dominant", description="how the simulated annotator labels a superpixel: its dominant "
         "ground-truth label (one click), or MADBAL's one pixel: the true label of its "
         "highest-scoring pixel under the current model (one click)")
+    persistent_scoring: bool = Field(True, description="score every round with scoring actors "
+                                     "kept for the whole run (no per-round Ray Data start-up); "
+                                     "false: a fresh rayal-score job each round")
     plot_frames: int = Field(4, ge=0, description="frames shown with their selected regions")
     keep_scores: bool = Field(False, description="keep each round's score tables")
 

@@ -60,8 +60,10 @@ def _budget_units(value: float, total: int) -> int:
     return int(math.ceil(value * total)) if value <= 1 else int(value)
 
 
-def _score(config: RayalConfig, round_dir: str, checkpoint: str | None, labelled_ids: list[str]) -> str:
-    """Score the pool with the current model into ``round_dir/scores`` (redone if incomplete)."""
+def _score(config: RayalConfig, round_dir: str, checkpoint: str | None, labelled_ids: list[str],
+           scorers=None) -> str:
+    """Score the pool with the current model into ``round_dir/scores`` (redone if incomplete);
+    ``scorers``: the run's long-lived :class:`~rayal.pipeline.scoring_pool.ScoringPool`."""
     from rayal.pipeline.score_job import run_scoring
 
     scores = join_uri(round_dir, "scores")
@@ -69,7 +71,8 @@ def _score(config: RayalConfig, round_dir: str, checkpoint: str | None, labelled
         return scores
     remove_tree(scores)
     model = config.model.model_copy(update={"checkpoint": checkpoint})
-    run_scoring(config.model_copy(update={"output_dir": scores, "model": model}), progress=False)
+    run_scoring(config.model_copy(update={"output_dir": scores, "model": model}), progress=False,
+                pool=scorers)
     if config.selection.strategy == "vaal" and labelled_ids:
         from rayal.pipeline.vaal_job import run_vaal_scoring
         vaal = join_uri(round_dir, "vaal")
@@ -135,8 +138,11 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
                                       state_dir=join_uri(run_dir, "pool"), snapshot_every=1000))
     for batch in pool_frame_batches(config.data):
         pool.register(pa.Table.from_batches([batch]))
+    from rayal.pipeline.scoring_pool import ScoringPool
+
+    scorers = ScoringPool(config) if config.loop.persistent_scoring else None
     tic = time.perf_counter()
-    round0 = (_score(config, _round_dir(run_dir, 0), None, [])
+    round0 = (_score(config, _round_dir(run_dir, 0), None, [], scorers)
               if config.pool.unit == "superpixel" else None)   # counts the real superpixels
     round0_seconds = time.perf_counter() - tic   # round 0's scoring, done here, is timed here
     total = pool_units_total(config, pool.state.num_frames, round0)
@@ -159,7 +165,7 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
         times = {}
         tic = time.perf_counter()
         labelled_ids = pool.units("labeled").column("frame_id").unique().to_pylist()
-        score_dir = _score(config, round_dir, prev, labelled_ids if r else [])
+        score_dir = _score(config, round_dir, prev, labelled_ids if r else [], scorers)
         times["score"], tic = time.perf_counter() - tic, time.perf_counter()
         if r == 0:
             times["score"] += round0_seconds
@@ -169,7 +175,7 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
         if strategy == "ceal":   # the pseudo-label threshold shrinks with the AL round
             params.setdefault("round_index", r - 1)
         if strategy == "meal":   # one UMAP for the run, fitted on the initial model's features
-            params.setdefault("manifold_from", _score(config, _round_dir(run_dir, 0), None, []))
+            params.setdefault("manifold_from", _score(config, _round_dir(run_dir, 0), None, [], scorers))
             params.setdefault("umap_seed", config.seed)
         budget = ({"units": budget_units} if r == 0 or config.selection.budget_cost is None
                   else {"cost": config.selection.budget_cost})
@@ -205,6 +211,8 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
         r += 1
     if bar is not None:
         bar.close()
+    if scorers is not None:
+        scorers.close()
     summary = summarize(rows, full_miou, total, config, time.perf_counter() - started)
     write_json(join_uri(run_dir, SUMMARY_FILE), summary)
     write_plots(config, run_dir, rows, full_miou, pool)

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from rayal.config import RayalConfig
 from rayal.data import join_uri, write_bytes
 from rayal.pipeline.batch import FrameBatchScorer
-from rayal.pipeline.frames import FrameSource, check_frame_store, decode_frames, frame_source
+from rayal.pipeline.frames import (FrameSource, check_frame_store, check_unique_frame_ids,
+                                   decode_frames, frame_source)
 from rayal.pipeline.manifest_source import ManifestDatasource
 from rayal.pipeline.runtime import init_ray, quiet_ray_data, write_run_metadata
 from rayal.pipeline.sink import ScoreSink
@@ -86,8 +87,11 @@ def build_dataset(config: RayalConfig, source: FrameSource):
         num_gpus=gpus, batch_size=batch, batch_format="numpy")
 
 
-def run_scoring(config: RayalConfig, *, progress: bool = True) -> ScoreSummary:
-    """Score the pool described by ``config`` and write the tables under ``config.output_dir``."""
+def run_scoring(config: RayalConfig, *, progress: bool = True, pool=None) -> ScoreSummary:
+    """Score the pool described by ``config`` and write the tables under ``config.output_dir``.
+
+    pool: a :class:`rayal.pipeline.scoring_pool.ScoringPool` whose long-lived actors score
+    instead of a new Ray Data actor pool (an AL run keeps one for all its rounds)."""
     if config.data.num_classes is None and not config.model.checkpoint:
         if config.data.source == "synthetic":
             from rayal.data import SYNTHETIC_CLASSES
@@ -96,6 +100,7 @@ def run_scoring(config: RayalConfig, *, progress: bool = True) -> ScoreSummary:
         else:
             raise ValueError("data.num_classes is required unless model.checkpoint is given")
     source = frame_source(config.data)
+    check_unique_frame_ids(config.data)   # refused as `rayal pool init` refuses them
     check_frame_store(source)   # a refusing store fails here, naming the URI
     output_dir = config.output_dir
     write_run_metadata(config, output_dir)
@@ -106,9 +111,10 @@ def run_scoring(config: RayalConfig, *, progress: bool = True) -> ScoreSummary:
     first_at, first_rows = None, 0
     start = time.perf_counter()
     try:
-        ds = build_dataset(config, source)
+        batches = (pool.stream(config) if pool is not None else build_dataset(config, source).iter_batches(
+            batch_format="pyarrow", batch_size=None, prefetch_batches=2))
         bar = tqdm(total=source.num_frames, desc="scoring", unit="frame", disable=not progress)
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
+        for batch in batches:
             good, bad = sink.write(batch)
             scored += good
             quarantined += bad
