@@ -114,6 +114,10 @@ class ScoringConfig(Section):
     units: list[Literal["patch", "superpixel"]] = Field(default_factory=lambda: ["patch"])
     grid: tuple[int, int] = (4, 4)
     superpixel: SuperpixelConfig = Field(default_factory=SuperpixelConfig)
+    region_cache: str | None = Field(
+        None, description="directory (local or s3://) where superpixel maps are kept once per "
+        "frame and setting, for scoring, training, annotation and export; rayal run / compare "
+        "use <reference dir's parent>/region_cache when unset")
     ovr: bool = Field(False, description="per-class one-vs-rest entropy max per region")
     top_k_regions: int | None = Field(
         16, ge=1, description="keep per frame the union of the top-k regions of every score key")

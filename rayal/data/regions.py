@@ -153,7 +153,9 @@ def unit_region_map(image: np.ndarray, unit: str, scoring) -> np.ndarray:
 
     ``scoring`` is a :class:`rayal.config.ScoringConfig`: ``image`` is one region,
     ``patch`` the ``scoring.grid``, ``superpixel`` SLIC/SEEDS with ``scoring.superpixel``.
-    Export and label ingest recompute maps with this same function.
+    Export and label ingest recompute maps with this same function. With
+    ``scoring.region_cache`` set, superpixel maps are computed once per frame and setting
+    (:mod:`rayal.data.region_cache`).
     """
     if unit == "image":
         return np.zeros(image.shape[:2], np.int32)
@@ -161,8 +163,14 @@ def unit_region_map(image: np.ndarray, unit: str, scoring) -> np.ndarray:
         rows, cols = scoring.grid
         return compute_regions(image, "patch", rows=rows, cols=cols)
     sp = scoring.superpixel
-    return compute_regions(image, "superpixel", method=sp.method, n_segments=sp.n_segments,
-                           compactness=sp.compactness)
+    params = dict(method=sp.method, n_segments=sp.n_segments, compactness=sp.compactness)
+    compute = lambda: compute_regions(image, "superpixel", **params)  # noqa: E731
+    cache = getattr(scoring, "region_cache", None)
+    if not cache:
+        return compute()
+    from rayal.data.region_cache import cached_superpixels
+
+    return cached_superpixels(image, params, cache, compute)
 
 
 def num_regions(region_map: np.ndarray) -> int:

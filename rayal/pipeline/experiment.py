@@ -118,6 +118,22 @@ def _train(config: RayalConfig, pool, round_dir: str, prev: str | None, r: int, 
     return state["best_checkpoint"]
 
 
+def with_region_cache(config: RayalConfig) -> RayalConfig:
+    """``config`` with ``scoring.region_cache`` defaulted, for runs that use superpixels, to
+    ``region_cache`` beside the reference directory: every run of a comparison (and its
+    reference) shares one cache of the pool's superpixel maps."""
+    from rayal.data.io import has_scheme
+    from rayal.pipeline.reference import reference_dir
+
+    uses = config.pool.unit == "superpixel" or "superpixel" in config.scoring.units
+    if config.scoring.region_cache or not uses:
+        return config
+    cache = join_uri(parent_uri(reference_dir(config)), "region_cache")
+    cache = cache if has_scheme(cache) else os.path.abspath(cache)
+    scoring = config.scoring.model_copy(update={"region_cache": cache})
+    return config.model_copy(update={"scoring": scoring})
+
+
 def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool = True,
                    report: Callable[[dict], None] | None = None) -> dict:
     """Run (or resume) one AL experiment; returns the summary written to ``summary.json``."""
@@ -131,6 +147,7 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
         raise ValueError(f"{run_dir} already holds a run ({len(rows)} round(s)); pass --resume "
                          "to continue it or choose another output_dir")
     write_run_metadata(config, run_dir)
+    config = with_region_cache(config)
     init_ray(config.ray)
     started = time.perf_counter()
     full_miou = full_supervision_miou(config, progress=progress)
