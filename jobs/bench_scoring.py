@@ -6,6 +6,9 @@
    same frames (PNG files), model, scorer and threads: throughput ratio (target >= 0.85).
 3. Scaling (full mode only): frames/s and peak memory at 1k / 10k / 100k synthetic
    frames streamed from a parquet manifest.
+4. Superpixel maps through ``scoring.region_cache`` vs computed: per-frame CPU time of
+   ``unit_region_map`` on the second visit of each frame (a later round) / computing SLIC
+   (lower is better).
 
     python jobs/bench_scoring.py --quick      # < 1 minute
     python jobs/bench_scoring.py              # all three, ~15 minutes on 2 cores
@@ -185,6 +188,32 @@ def bench_scaling(sizes: list[int], workdir: Path) -> list[dict]:
     return rows
 
 
+def bench_superpixel_cache(frames: int, height: int, width: int, workdir: Path) -> dict:
+    """Per-frame CPU seconds of superpixel maps: computed vs read back from the region cache."""
+    from rayal.config.sections import ScoringConfig
+    from rayal.data import unit_region_map
+
+    scenes = SyntheticScenes(frames, height=height, width=width, seed=0)
+    images = [scenes[i][0] for i in range(frames)]
+    plain = ScoringConfig(superpixel={"n_segments": 150})
+    cached = ScoringConfig(superpixel={"n_segments": 150}, region_cache=str(workdir / "region_cache"))
+    for image in images:                      # first visit: computed and stored
+        unit_region_map(image, "superpixel", cached)
+
+    def cpu(scoring) -> float:
+        start = time.process_time()
+        for image in images:
+            unit_region_map(image, "superpixel", scoring)
+        return (time.process_time() - start) / frames
+
+    times = {"uncached": [], "cached": []}
+    for _ in range(3):                        # interleaved: load drifts hit both alike
+        times["uncached"].append(cpu(plain))
+        times["cached"].append(cpu(cached))
+    un, ca = statistics.median(times["uncached"]), statistics.median(times["cached"])
+    return {"uncached_ms": un * 1e3, "cached_ms": ca * 1e3, "superpixel_cached_vs_uncached": ca / un}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
@@ -212,9 +241,14 @@ def main() -> None:
             for row in bench_scaling([1_000, 10_000, 100_000], Path(tmp)):
                 print(f"  {row['frames']:>8} {row['seconds']:>8.1f} {row['fps']:>9.1f} "
                       f"{row['peak_mb']:>8.0f} {row['region_bytes_per_frame']:>15.0f}")
+        sp = bench_superpixel_cache(8 if args.quick else 32, 360, 480, Path(tmp))
+        print("superpixel maps (SLIC, 150 segments, 360x480), CPU per frame")
+        print(f"  computed            {sp['uncached_ms']:8.1f} ms")
+        print(f"  from region_cache   {sp['cached_ms']:8.1f} ms")
     print(f"mc_naive_ratio: {mc['naive_ratio']:.3f}")
     print(f"mc_cost_ratio: {mc['mc_cost_ratio']:.3f}")
     print(f"ray_vs_bare_ratio: {rb['ray_vs_bare_ratio']:.3f}")
+    print(f"superpixel_cached_vs_uncached: {sp['superpixel_cached_vs_uncached']:.3f}")
 
 
 if __name__ == "__main__":
