@@ -195,6 +195,7 @@ def cmd_pool(args: argparse.Namespace) -> int:
     store refusing pool.state_dir, a damaged journal) are ``rayal.cli.main``'s to report."""
     from rayal.config import load_config
     from rayal.data import makedirs
+    from rayal.pipeline.frames import check_unique_frame_ids
     from rayal.pipeline.runtime import init_ray
     from rayal.pipeline.selection_params import check_selection
     from rayal.pool.coordinator import get_or_create_coordinator, load_plugins, pool_state_dir
@@ -205,6 +206,8 @@ def cmd_pool(args: argparse.Namespace) -> int:
     if args.pool_command == "select":   # a bad strategy or params: named before Ray starts
         load_plugins(args.plugin)
         check_selection(config)
+    if args.pool_command == "init":   # the whole split, not batch by batch; as `rayal score`
+        check_unique_frame_ids(config.data)
     init_ray(config.ray)
     # checked here, not in the actor: a store that refuses pool.state_dir (missing bucket,
     # bad credentials) is named on the command line, not in a traceback of the detached

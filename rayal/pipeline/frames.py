@@ -46,6 +46,38 @@ def frame_source(data: DataConfig) -> FrameSource:
     return FrameSource(None, data.manifest, min(n, limit or n))
 
 
+def check_unique_frame_ids(data: DataConfig) -> None:
+    """Refuse a pool split that lists a frame id twice (``data.limit`` applied), before any work:
+    ``rayal score`` and ``rayal pool init`` give the same message. Reads only the ``frame_id``
+    column (a manifest is streamed; its ids, ~30 bytes each, are held once).
+
+    Raises:
+        DataError: ``"data.manifest URI: frame id 'x' is listed 2 times"`` (or ``data.root``).
+    """
+    from rayal.errors import DataError
+    import pyarrow.compute as pc
+
+    if data.source == "synthetic":   # syn_0000000 ... by construction
+        return
+    if data.source == "manifest":
+        where, chunks, left = f"data.manifest {data.manifest}", [], data.limit
+        for batch in iter_manifest(data.manifest, columns=["frame_id"]):
+            if left is not None:
+                batch, left = batch.slice(0, left), left - min(left, batch.num_rows)
+            chunks.append(batch.column(0))
+            if left == 0:
+                break
+        ids = pa.chunked_array(chunks, pa.string()) if chunks else pa.chunked_array([], pa.string())
+    else:
+        where, ids = f"data.root {data.root}", frame_source(data).table.column("frame_id")
+    if pc.count_distinct(ids).as_py() == len(ids):
+        return
+    counts = pc.value_counts(ids)
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]
+    raise DataError(f"{where}: frame id {dup['values'].as_py()!r} is listed "
+                    f"{dup['counts'].as_py()} times (frame ids must be unique)")
+
+
 def check_frame_store(source: FrameSource) -> None:
     """Look up the first frame's bucket on the driver before any worker starts.
 

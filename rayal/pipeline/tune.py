@@ -357,8 +357,10 @@ def _tuner(config: RayalConfig, trainable, exp_path: str, progress: bool):
     callbacks = [StallWatchdog(tc.stall_timeout_s)] if tc.stall_timeout_s else []
     return tune.Tuner(
         trainable, param_space=param_space(config),
+        # reuse_actors: the next trial runs in the finished trial's process (torch & co. are
+        # imported once); a trial still winding down after ASHA stopped it gets a fresh one
         tune_config=tune.TuneConfig(metric="aualc", mode="max", scheduler=scheduler,
-                                    num_samples=tc.num_samples, search_alg=search),
+                                    num_samples=tc.num_samples, search_alg=search, reuse_actors=True),
         run_config=tune.RunConfig(name=tc.name, storage_path=parent_uri(exp_path), verbose=1 if progress else 0,
                                   failure_config=tune.FailureConfig(max_failures=1),
                                   callbacks=callbacks)), False

@@ -1,7 +1,6 @@
 """``rayal pool init | select | export | ingest | status`` end to end on a tiny folder dataset."""
 from __future__ import annotations
 
-import argparse
 import json
 import uuid
 
@@ -12,15 +11,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from rayal.cli.pool import add_pool_parser, cmd_pool
+from rayal.cli.main import main
 from rayal.config.sections import PoolConfig
 from rayal.pool.coordinator import shutdown_coordinator
 
 
 def run(*argv) -> int:
-    parser = argparse.ArgumentParser(prog="rayal")
-    add_pool_parser(parser.add_subparsers(dest="command", required=True))
-    return cmd_pool(parser.parse_args(list(argv)))
+    """The ``rayal`` command in-process: its one error handler turns user errors into exit 2."""
+    return main(list(argv))
 
 
 @pytest.fixture
