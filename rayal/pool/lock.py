@@ -70,8 +70,8 @@ def current_holder(actor_name: str | None = None, namespace: str | None = None) 
     """Who this process is: host, pid and, inside a Ray actor, its cluster, job and name.
 
     ``holder`` is the identity that may re-acquire its own lease: the Ray cluster session +
-    namespace + actor name for a named actor (a restarted actor is the same holder), else
-    the machine + pid.
+    actor id inside an actor (a restarted actor keeps its id: the same holder), else the
+    machine + pid. ``actor_name`` / ``namespace`` only describe it.
     """
     info = {"host": socket.gethostname(), "pid": os.getpid(), "machine": _machine()}
     try:
@@ -82,12 +82,14 @@ def current_holder(actor_name: str | None = None, namespace: str | None = None) 
             node = ray._private.worker.global_worker.node
             info.update(ray_cluster=getattr(node, "session_name", None), ray_gcs=ctx.gcs_address,
                         ray_job=ctx.get_job_id())
-            if ctx.get_actor_id() is not None and actor_name:
-                info["actor"] = f"{namespace}/{actor_name}" if namespace else actor_name
+            if ctx.get_actor_id() is not None:   # an actor keeps its id across restarts
+                name = ctx.get_actor_name() or actor_name or "unnamed"
+                info["actor"] = f"{namespace}/{name}" if namespace else name
+                info["actor_id"] = ctx.get_actor_id()
     except Exception:  # noqa: BLE001 - Ray details are descriptive only
         pass
-    if info.get("actor") and info.get("ray_cluster"):
-        info["holder"] = f"ray:{info['ray_cluster']}:{info['actor']}"
+    if info.get("actor_id") and info.get("ray_cluster"):
+        info["holder"] = f"ray:{info['ray_cluster']}:{info['actor_id']}"
     else:
         info["holder"] = f"proc:{info['machine'] or info['host']}:{info['pid']}"
     return info
