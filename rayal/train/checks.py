@@ -99,7 +99,8 @@ def check_labels(stats: LabelStats, class_names: Sequence[str] | None = None, *,
             hint = (f"; {share:.0%} of its pixels are ignore_index {ii}: if {ii} marks a class "
                     f"(0/{ii} binary masks), map it to a class id or set data.ignore_index")
         warnings.warn(f"{stats.name}: no pixel of any class but {names[0]} (0) in "
-                      f"{stats.frames} frame(s); {absent} never occur (mask values: "
+                      f"{stats.frames} frame(s); {absent} never "
+                      f"{'occurs' if stats.num_classes == 2 else 'occur'} (mask values: "
                       f"{_values(stats.values, ii)}){hint}", DataWarning, stacklevel=2)
         return
     for frame_id, values in stats.background_only[:_LISTED]:
