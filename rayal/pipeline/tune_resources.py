@@ -1,9 +1,9 @@
 """What one ``rayal tune`` trial holds and needs, how many may run at once, and a watchdog.
 
 A trial process holds ``tune.cpus_per_trial`` for its whole life, and the work it starts
-asks for CPUs of its own, one phase at a time: the scoring phase ``ray.actors`` actors of
-``ray.cpus_per_actor`` plus a decode task of ``ray.decode_cpus``; the training phase (Ray
-Train workers, ``train.num_workers >= 1``) ``train.num_workers * train.cpus_per_worker``.
+asks for CPUs of its own: ``ray.actors`` scoring actors (``ray.cpus_per_actor``, plus
+``ray.decode_cpus`` for decoding) and, with ``train.num_workers >= 1``, Ray Train workers
+(``train.cpus_per_worker`` each); see :func:`trial_cpus`.
 Trials that took every CPU would leave none for that nested work and the sweep would wait
 forever (ray-project/ray#25239). So the sweep
 
@@ -31,22 +31,29 @@ except ImportError:  # pragma: no cover - ray is a dependency of rayal.pipeline
 
 
 def trial_cpus(config: RayalConfig) -> tuple[float, float]:
-    """``(held, nested)``: CPUs the trial process holds, and the most its nested work (one
-    phase at a time: scoring actors + a decode task, or Ray Train workers) asks for at once."""
+    """``(held, nested)``: CPUs the trial process holds, and the most its nested work asks for
+    at once. With ``loop.persistent_scoring`` the run's scoring actors (``ray.cpus_per_actor +
+    ray.decode_cpus`` each) live through training, so Train workers come on top of them;
+    without it scoring (actors + one decode task) and training take turns."""
     rc, train = config.ray, config.train
-    nested = max(rc.actors * rc.cpus_per_actor + rc.decode_cpus, train.num_workers * train.cpus_per_worker)
-    return config.tune.cpus_per_trial, nested
+    workers = train.num_workers * train.cpus_per_worker
+    if config.loop.persistent_scoring:
+        return config.tune.cpus_per_trial, rc.actors * (rc.cpus_per_actor + rc.decode_cpus) + workers
+    return config.tune.cpus_per_trial, max(rc.actors * rc.cpus_per_actor + rc.decode_cpus, workers)
 
 
 def _need_text(config: RayalConfig) -> str:
     held, nested = trial_cpus(config)
     rc, train = config.ray, config.train
-    parts = [f"tune.cpus_per_trial {held:g}",
-             f"ray.actors {rc.actors} x ray.cpus_per_actor {rc.cpus_per_actor:g} + ray.decode_cpus "
-             f"{rc.decode_cpus:g}"]
+    persistent = config.loop.persistent_scoring
+    scoring = (f"ray.actors {rc.actors} x (ray.cpus_per_actor {rc.cpus_per_actor:g} + ray.decode_cpus "
+               f"{rc.decode_cpus:g})" if persistent else
+               f"ray.actors {rc.actors} x ray.cpus_per_actor {rc.cpus_per_actor:g} + ray.decode_cpus "
+               f"{rc.decode_cpus:g}")
+    parts = [f"tune.cpus_per_trial {held:g}", scoring]
     if train.num_workers:
-        parts.append(f"or train.num_workers {train.num_workers} x train.cpus_per_worker "
-                     f"{train.cpus_per_worker:g}")
+        parts.append(f"{'+' if persistent else 'or'} train.num_workers {train.num_workers} x "
+                     f"train.cpus_per_worker {train.cpus_per_worker:g}")
     return f"{held + nested:g} CPUs ({', '.join(parts)})"
 
 

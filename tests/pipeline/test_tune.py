@@ -95,7 +95,7 @@ def test_search_space_errors_name_the_key(tmp_path):
         ({"train.lrr": {"choice": [0.1]}}, r"train\.lrr.*unknown key"),
         ({"train.lr": {"uniform": [-1.0, 1.0]}}, r"tune.search_space\['train.lr'\] = -1.0"),
         ({"selection.strategy": {"choice": ["random", "entropyy"]}}, "unknown strategy 'entropyy'"),
-        ({"selection.params.n_candidates": {"choice": [50]}}, "no strategy of the sweep .* 'n_candidates'"),
+        ({"selection.params.num_clusters": {"choice": [5]}}, "no strategy of the sweep .* 'num_clusters'"),
         ({"selection.params.aggregate": {"choice": ["median"]}}, r"aggregate.*median"),
         ({"output_dir": {"choice": ["x"]}}, "set by the sweep itself"),
     ]:
@@ -127,7 +127,7 @@ def test_default_concurrency_leaves_room_for_nested_work(tmp_path):
     # per trial 0.25 + max(actor 0.5 + decode 0.25, no train workers (local mode)) = 1.0 CPU
     assert default_concurrency(config, 4.0, 0.0) == 4
     _, config = _config(tmp_path, "train.num_workers=1", "train.cpus_per_worker=2", "tune.gpus_per_trial=0.5")
-    assert default_concurrency(config, 9.0, 1.0) == 2    # 0.25 + 2 per trial: CPUs allow 4, GPUs 2
+    assert default_concurrency(config, 9.0, 1.0) == 2    # 0.25 + 0.75 + 2 per trial: CPUs allow 3, GPUs 2
     assert default_concurrency(config, 1.0, 0.0) == 1
 
 

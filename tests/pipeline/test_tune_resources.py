@@ -27,10 +27,14 @@ def _config(tmp_path, *overrides):
     return load_config(path, overrides)
 
 
-def test_trial_needs_its_own_cpus_plus_its_largest_nested_phase(tmp_path):
+def test_trial_needs_its_own_cpus_plus_its_nested_work(tmp_path):
     assert trial_cpus(_config(tmp_path)) == (0.25, 0.75)          # actor 0.5 + decode 0.25
+    # persistent scoring actors live through training: Train workers come on top
     config = _config(tmp_path, "train.num_workers=2", "train.cpus_per_worker=1")
-    assert trial_cpus(config) == (0.25, 2.0)                      # Train workers: the larger phase
+    assert trial_cpus(config) == (0.25, 2.75)
+    # per-round scoring jobs and training take turns: the larger phase
+    config = _config(tmp_path, "train.num_workers=2", "train.cpus_per_worker=1", "loop.persistent_scoring=false")
+    assert trial_cpus(config) == (0.25, 2.0)
 
 
 def test_max_concurrent_trials_is_honoured_and_capped_when_it_would_starve(tmp_path):
@@ -42,12 +46,12 @@ def test_max_concurrent_trials_is_honoured_and_capped_when_it_would_starve(tmp_p
 
 def test_a_trial_that_cannot_fit_is_refused_naming_the_fields(tmp_path):
     config = _config(tmp_path, "tune.cpus_per_trial=1", "ray.actors=2", "ray.cpus_per_actor=1")
-    with pytest.raises(ResourceError, match=r"3.25 CPUs \(tune.cpus_per_trial 1, ray.actors 2 x "
-                                            r"ray.cpus_per_actor 1 \+ ray.decode_cpus 0.25\) but the "
-                                            r"Ray cluster has 2 CPUs"):
+    with pytest.raises(ResourceError, match=r"3.5 CPUs \(tune.cpus_per_trial 1, ray.actors 2 x "
+                                            r"\(ray.cpus_per_actor 1 \+ ray.decode_cpus 0.25\)\) but "
+                                            r"the Ray cluster has 2 CPUs"):
         check_trial_fits(config, 2.0)
-    check_trial_fits(config, 3.25)   # exactly fits
-    with pytest.raises(ResourceError, match="train.num_workers 4 x train.cpus_per_worker 1"):
+    check_trial_fits(config, 3.5)   # exactly fits
+    with pytest.raises(ResourceError, match=r"\+ train.num_workers 4 x train.cpus_per_worker 1"):
         check_trial_fits(_config(tmp_path, "train.num_workers=4", "train.cpus_per_worker=1"), 4.0)
     with pytest.raises(ResourceError, match="tune.gpus_per_trial 1"):
         check_trial_fits(_config(tmp_path, "tune.gpus_per_trial=1"), 8.0, 0.0)
