@@ -81,11 +81,9 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions that are the user's to fix (bad config, input item, store, pool state)."""
     from rayal.data.errors import FrameError
     from rayal.data.io import StorageError
-    from rayal.pipeline.jobs_client import JobsError
     from rayal.pool.journal import JournalCorruptError
 
-    return (RayalError, FrameError, StorageError, FileNotFoundError, JournalCorruptError, JobsError,
-            ValueError)
+    return (RayalError, FrameError, StorageError, FileNotFoundError, JournalCorruptError, ValueError)
 
 
 def _causes(err: BaseException):
@@ -131,12 +129,13 @@ def one_line(err: BaseException) -> str:
     return " ".join(lines) or type(err).__name__
 
 
-def _warning_format(command: str):
+def _warning_format(command: str, plain):
+    """``showwarning`` printing a :class:`RayalWarning` as ``rayal <cmd>: warning: <message>``
+    and anything else as ``plain`` does."""
     def show(message, category, filename, lineno, file=None, line=None):
         if not issubclass(category, RayalWarning):
-            return _plain(message, category, filename, lineno, file, line)
+            return plain(message, category, filename, lineno, file, line)
         print(f"rayal {command}: warning: {message}", file=file or sys.stderr)
-    _plain = warnings.showwarning
     return show
 
 
@@ -151,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command + (f" {args.pool_command}" if args.command == "pool" else "")
     debug = args.debug or os.environ.get("RAYAL_DEBUG", "") not in ("", "0")
-    warnings.showwarning = _warning_format(command)
+    plain = warnings.showwarning
+    warnings.showwarning = _warning_format(command, plain)
     try:
         return COMMANDS[args.command](args)
     except Exception as err:
@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"rayal {command}: error: {one_line(cause)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = plain
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from rayal.errors import RayalError
+
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED)
 # Storage settings that are not secrets: forwarded to the job so its workers reach the
@@ -35,7 +37,7 @@ DEFAULT_EXCLUDES = [".git", ".venv", "__pycache__", ".pytest_cache", "runs", "*.
 EXIT_CODES = {JobStatus.SUCCEEDED: 0, JobStatus.FAILED: 1, JobStatus.STOPPED: 3}
 
 
-class JobsError(RuntimeError):
+class JobsError(RayalError, RuntimeError):
     """The Jobs API cannot be reached, refused the token, or does not know the job."""
 
 

@@ -40,11 +40,17 @@ def check_selection(config: RayalConfig) -> None:
     strategy or a parameter it does not take (e.g. ``aggregate`` left in ``selection.params``
     after ``--set selection.strategy=random``) is a :class:`ConfigError` naming
     ``selection.params`` before any work starts."""
-    from rayal.pipeline.compare import check_strategy_params, strategy_class
+    from rayal.pipeline.compare import check_strategy_params, strategy_class, strategy_takes
 
     strategy = config.selection.strategy
     try:
         strategy_class(strategy)
     except ConfigError as err:
         raise ConfigError(f"selection.strategy: {err}") from None
-    check_strategy_params(strategy, selection_params(config), "selection.params")
+    params = selection_params(config)
+    unknown = sorted(set(params) - strategy_takes(strategy))
+    if unknown:   # typically left from the config's own strategy after --set selection.strategy=
+        raise ConfigError(f"selection.params: strategy {strategy!r} takes no parameter(s) {unknown} "
+                          f"(--set selection.params={{}} clears them); it takes "
+                          f"{sorted(strategy_takes(strategy))}")
+    check_strategy_params(strategy, params, "selection.params")
