@@ -76,8 +76,8 @@ def repair_journal(state_dir: str, ttl: float = 60.0) -> dict:
             segments = [p for _, p in journal._list(journal.journal_dir, ".log")]
             for path in segments[segments.index(first_path):]:
                 start = offset if path == first_path else 0
-                name = path.rsplit("/", 1)[-1]
-                with open(path, "rb") as src, open(f"{_fs_path(journal, target)}/journal/{name}", "wb") as dst:
+                copy = f"{_fs_path(journal, target)}/journal/{path.rsplit('/', 1)[-1]}"
+                with open(path, "rb") as src, open(copy, "wb") as dst:
                     src.seek(start)
                     dst.write(src.read())
                 if start > len(SEGMENT_MAGIC):
