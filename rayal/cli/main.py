@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(score)
     score.add_argument("--model", help="ARCH[:ENCODER] for a fresh smp model, or a checkpoint path")
     score.add_argument("--no-progress", action="store_true", help="no progress bar")
+    score.add_argument("--resume", action="store_true",
+                       help="keep the part sets a killed run committed; score only the other frames")
     add_pool_parser(sub)
     add_train_parsers(sub, _add_config_args)
     add_experiment_parsers(sub, _add_config_args)
@@ -66,7 +68,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides) + (_model_override(args.model) if args.model else [])
     config = load_config(args.config, overrides)
-    summary = run_scoring(config, progress=not args.no_progress)
+    summary = run_scoring(config, progress=not args.no_progress, resume=args.resume)
     print("\nscore summary")
     print(summary.table())
     return 0

@@ -125,6 +125,10 @@ class ScoringConfig(Section):
     embedding_dtype: Literal["float16", "float32"] = "float16"
     scale: float = Field(1.0, gt=0.0, le=4.0, description="input scale the scores are computed at")
     batch_size: int = Field(8, ge=1)
+    commit_frames: int = Field(
+        10_000, ge=1, description="frames per committed part set of the score tables: a killed "
+        "job resumed with --resume redoes at most this many (or commit_seconds' worth)")
+    commit_seconds: float = Field(60.0, gt=0.0, description="commit a part set at least this often")
     mode: Literal["mc_dropout", "multi_head"] = Field(
         "mc_dropout", description="multi_head: the MADBAL model's maturity_score (needs madbal.enabled)")
 
