@@ -62,17 +62,17 @@ def _budget_units(value: float, total: int) -> int:
 
 def _score(config: RayalConfig, round_dir: str, checkpoint: str | None, labelled_ids: list[str],
            scorers=None) -> str:
-    """Score the pool with the current model into ``round_dir/scores`` (redone if incomplete);
+    """Score the pool with the current model into ``round_dir/scores``; an incomplete scoring
+    (a killed run) is resumed: only frames without committed rows are scored again.
     ``scorers``: the run's long-lived :class:`~rayal.pipeline.scoring_pool.ScoringPool`."""
-    from rayal.pipeline.score_job import run_scoring
+    from rayal.pipeline.score_job import can_resume, run_scoring
 
     scores = join_uri(round_dir, "scores")
     if exists(join_uri(scores, "score_summary.json")):
         return scores
-    remove_tree(scores)
     model = config.model.model_copy(update={"checkpoint": checkpoint})
-    run_scoring(config.model_copy(update={"output_dir": scores, "model": model}), progress=False,
-                pool=scorers)
+    score_config = config.model_copy(update={"output_dir": scores, "model": model})
+    run_scoring(score_config, progress=False, pool=scorers, resume=can_resume(score_config))
     if config.selection.strategy == "vaal" and labelled_ids:
         from rayal.pipeline.vaal_job import run_vaal_scoring
         vaal = join_uri(round_dir, "vaal")

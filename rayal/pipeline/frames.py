@@ -183,3 +183,27 @@ def pool_frame_batches(data, batch_rows: int = 1 << 20):
     if data.limit:
         table = table.slice(0, data.limit)
     yield from table.to_batches(batch_rows)
+
+
+def without_frames(batches, skip: pa.Array | None, batch_rows: int):
+    """``batches`` (tables with ``frame_id``) without the frame ids in ``skip``, cut again into
+    batches of ``batch_rows`` rows (the last may be shorter); ``skip`` None: unchanged."""
+    if skip is None or len(skip) == 0:
+        yield from batches
+        return
+    import pyarrow.compute as pc
+
+    pending: list[pa.Table] = []
+    buffered = 0
+    for batch in batches:
+        batch = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+        kept = batch.filter(pc.invert(pc.is_in(batch.column("frame_id"), value_set=skip)))
+        if kept.num_rows:
+            pending.append(kept)
+            buffered += kept.num_rows
+        while buffered >= batch_rows:
+            merged = pa.concat_tables(pending).combine_chunks()
+            yield merged.slice(0, batch_rows)
+            pending, buffered = [merged.slice(batch_rows)], buffered - batch_rows
+    if buffered:
+        yield pa.concat_tables(pending).combine_chunks()

@@ -41,11 +41,13 @@ def _manifest_files(uri: str) -> tuple[pa.fs.FileSystem, list[str]]:
 
 class ManifestDatasource(Datasource):
     """Manifest rows ``[0, limit)`` as ``batch_size``-row blocks of ``frame_id, uri``
-    (relative URIs resolved against the manifest's directory, as :func:`rayal.data.iter_manifest` does)."""
+    (relative URIs resolved against the manifest's directory, as :func:`rayal.data.iter_manifest` does),
+    without the rows whose frame id is in ``skip`` (blocks may then be shorter)."""
 
     def __init__(self, uri: str, batch_size: int, rows_per_task: int | None = None,
-                 limit: int | None = None):
+                 limit: int | None = None, skip: pa.Array | None = None):
         self.uri = uri
+        self.skip = skip   # frame ids (string) left out (already scored); shipped once via ray.put
         self.batch_size = batch_size
         self.rows_per_task = rows_per_task or batch_size * 32
         self.fs, files = _manifest_files(uri)
@@ -85,7 +87,17 @@ class ManifestDatasource(Datasource):
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context=None) -> list[ReadTask]:
+        import ray
+        import pyarrow.compute as pc
+
         fs, batch_size, base_dir = self.fs, self.batch_size, self.base_dir
+        skip_ref = ray.put(self.skip) if self.skip is not None else None
+
+        def keep(table: pa.Table) -> pa.Table:
+            if skip_ref is None:
+                return table
+            return table.filter(pc.invert(pc.is_in(table.column("frame_id"),
+                                                   value_set=ray.get(skip_ref))))
 
         def make_reader(slices: list[RowGroupSlice]):
             def read():
@@ -94,8 +106,9 @@ class ManifestDatasource(Datasource):
                 for s in slices:
                     parquet = pq.ParquetFile(fs.open_input_file(s.path))
                     table = parquet.read_row_group(s.row_group, columns=COLUMNS)
-                    pending.append(resolve_relative_uris(table.slice(s.offset, s.length), base_dir))
-                    buffered += s.length
+                    rows = keep(table.slice(s.offset, s.length))
+                    pending.append(resolve_relative_uris(rows, base_dir))
+                    buffered += rows.num_rows
                     while buffered >= batch_size:
                         merged = pa.concat_tables(pending).combine_chunks()
                         yield merged.slice(0, batch_size)
@@ -107,7 +120,8 @@ class ManifestDatasource(Datasource):
         tasks = []
         for slices in self._slices():
             rows = sum(s.length for s in slices)
-            meta = BlockMetadata(num_rows=rows, size_bytes=rows * 128, exec_stats=None,
+            meta = BlockMetadata(num_rows=rows if self.skip is None else None,  # unknown: filtered
+                                 size_bytes=rows * 128, exec_stats=None,
                                  input_files=tuple(sorted({s.path for s in slices})))
             tasks.append(ReadTask(make_reader(slices), meta, per_task_row_limit=per_task_row_limit))
         return tasks

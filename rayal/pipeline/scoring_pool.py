@@ -63,14 +63,17 @@ class ScoringPool:
         self.actors = [actor.remote(rc.torch_threads) for _ in range(rc.actors)]
         self.in_flight = 2 * len(self.actors)
 
-    def stream(self, config: RayalConfig) -> Iterator[pa.Table]:
+    def stream(self, config: RayalConfig, skip: pa.Array | None = None) -> Iterator[pa.Table]:
         """Score the pool split of ``config.data`` in ``scoring.batch_size`` batches with
-        ``config``'s model; yields one scored Arrow table per batch, in completion order."""
-        from rayal.pipeline.frames import pool_frame_batches
+        ``config``'s model; yields one scored Arrow table per batch, in completion order.
+        skip: frame ids (string) left out (already committed by a resumed job)."""
+        from rayal.pipeline.frames import pool_frame_batches, without_frames
 
         config_json = config.model_dump_json()
         pending: list = []
-        for n, part in enumerate(pool_frame_batches(config.data, batch_rows=config.scoring.batch_size)):
+        parts = without_frames(pool_frame_batches(config.data, batch_rows=config.scoring.batch_size),
+                               skip, config.scoring.batch_size)
+        for n, part in enumerate(parts):
             batch = {"frame_id": part.column("frame_id").to_numpy(zero_copy_only=False),
                      "uri": part.column("uri").to_numpy(zero_copy_only=False)}
             pending.append(self.actors[n % len(self.actors)].score.remote(config_json, batch))
