@@ -105,3 +105,20 @@ def test_resume_after_an_interrupted_round_equals_the_uninterrupted_run(finished
             assert ra[key] == rb[key], key
     assert json.loads((tmp / "b" / "summary.json").read_text())["aualc"] == pytest.approx(
         json.loads((tmp / "a" / "summary.json").read_text())["aualc"])
+
+
+def test_representative_start_and_diverse_rounds(ray_local, tmp_path):
+    """Round 0 by TypiClust on the untrained model's embeddings, later rounds entropy through
+    the diversity stage: the run finishes with the right units and round strategies."""
+    cfg = dict(CONFIG, output_dir=str(tmp_path / "typ"), pool={"unit": "image"},
+               scoring=dict(CONFIG["scoring"], units=[], embeddings=["frame"]),
+               selection={"strategy": "entropy", "budget": 3,
+                          "params": {"aggregate": "mean", "diversity": "kcenter", "n_candidates": 6}},
+               loop=dict(CONFIG["loop"], initial=3, initial_strategy="typiclust",
+                         initial_params={"k_neighbours": 2, "min_cluster_size": 1}))
+    path = tmp_path / "typ.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path), "--no-progress"]) == 0
+    rounds = pq.read_table(tmp_path / "typ" / "rounds.parquet").to_pylist()
+    assert [r["strategy"] for r in rounds] == ["typiclust", "entropy"]
+    assert [r["labelled_units"] for r in rounds] == [3, 6]
