@@ -157,7 +157,8 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
         pool.register(pa.Table.from_batches([batch]))
     from rayal.pipeline.scoring_pool import ScoringPool
 
-    scorers = ScoringPool(config) if config.loop.persistent_scoring else None
+    scorers = (ScoringPool(config)
+               if config.loop.persistent_scoring and ScoringPool.fits_beside_training(config) else None)
     tic = time.perf_counter()
     round0 = (_score(config, _round_dir(run_dir, 0), None, [], scorers)
               if config.pool.unit == "superpixel" else None)   # counts the real superpixels

@@ -58,10 +58,27 @@ class ScoringPool:
         rc = config.ray
         gpus = _gpus_per_actor(config)
         actor = ray.remote(_ScoringActor).options(
-            num_cpus=(rc.cpus_per_actor if not gpus else min(rc.cpus_per_actor, 1.0)) + rc.decode_cpus,
-            num_gpus=gpus, max_restarts=3, max_task_retries=3)
+            num_cpus=self.cpus_per_actor(config, gpus), num_gpus=gpus, max_restarts=3,
+            max_task_retries=3)
         self.actors = [actor.remote(rc.torch_threads) for _ in range(rc.actors)]
         self.in_flight = 2 * len(self.actors)
+
+    @staticmethod
+    def cpus_per_actor(config: RayalConfig, gpus: float = 0.0) -> float:
+        """CPUs one actor reserves: its scoring CPUs (at most 1 beside a GPU) + its decoding."""
+        rc = config.ray
+        return (rc.cpus_per_actor if not gpus else min(rc.cpus_per_actor, 1.0)) + rc.decode_cpus
+
+    @classmethod
+    def fits_beside_training(cls, config: RayalConfig) -> bool:
+        """True when the cluster's CPUs hold the pool's actors and the run's Ray Train workers
+        at once (the actors keep their CPUs while a round trains); False: the run scores with a
+        fresh job each round instead, so training never waits for CPUs the actors hold."""
+        train = config.train
+        need = config.ray.actors * cls.cpus_per_actor(config)
+        if train.num_workers > 0:
+            need += train.num_workers * train.cpus_per_worker
+        return need <= ray.cluster_resources().get("CPU", 0.0)
 
     def stream(self, config: RayalConfig, skip: pa.Array | None = None) -> Iterator[pa.Table]:
         """Score the pool split of ``config.data`` in ``scoring.batch_size`` batches with
