@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
@@ -135,14 +136,16 @@ def build_dataset(config: RayalConfig, source: FrameSource, skip: pa.Array | Non
         data=config.data, scoring=config.scoring),
         batch_size=batch, batch_format="numpy", num_cpus=config.ray.decode_cpus)
     gpus = _gpus_per_actor(config)
-    return ds.map_batches(
-        FrameBatchScorer,
-        fn_constructor_kwargs=dict(config=config.model_dump(mode="json"),
-                                   torch_threads=config.ray.torch_threads),
-        compute=ray.data.ActorPoolStrategy(size=config.ray.actors),
-        num_cpus=config.ray.cpus_per_actor if not gpus else min(config.ray.cpus_per_actor, 1.0),
-        num_gpus=gpus, batch_size=batch, batch_format="numpy",
-        max_restarts=-1, max_task_retries=BATCH_RETRIES)
+    with warnings.catch_warnings():   # Ray 2.60 has no named parameter for actor restarts
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return ds.map_batches(
+            FrameBatchScorer,
+            fn_constructor_kwargs=dict(config=config.model_dump(mode="json"),
+                                       torch_threads=config.ray.torch_threads),
+            compute=ray.data.ActorPoolStrategy(size=config.ray.actors),
+            num_cpus=config.ray.cpus_per_actor if not gpus else min(config.ray.cpus_per_actor, 1.0),
+            num_gpus=gpus, batch_size=batch, batch_format="numpy",
+            max_restarts=-1, max_task_retries=BATCH_RETRIES)
 
 
 def _already_done(config: RayalConfig, source: FrameSource, done: pa.Array) -> int:
