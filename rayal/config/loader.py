@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -64,8 +65,24 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return f"invalid config {source}: " + "; ".join(parts)
 
 
+def _names_follow_num_classes(raw: dict, merged: dict, overrides: Iterable[str]) -> None:
+    """An override of ``data.num_classes`` (another dataset) that leaves the file's
+    ``data.class_names`` of another length drops those names, with a warning, instead of
+    failing: ``--set data.root=... --set data.num_classes=N`` then runs a config unchanged."""
+    keys = {".".join(parse_override(text)[0]) for text in overrides}
+    data = merged.get("data") or {}
+    names, n = data.get("class_names"), data.get("num_classes")
+    if ("data.num_classes" in keys and "data.class_names" not in keys and names is not None
+            and n is not None and len(names) != n and (raw.get("data") or {}).get("class_names") == names):
+        warnings.warn(f"data.class_names ({len(names)} names in the config) dropped: "
+                      f"data.num_classes was set to {n}", UserWarning, stacklevel=3)
+        data["class_names"] = None
+
+
 def config_from_dict(raw: dict, overrides: Iterable[str] = (), source: str = "<dict>") -> RayalConfig:
+    overrides = list(overrides)
     merged = apply_overrides(raw or {}, overrides)
+    _names_follow_num_classes(raw or {}, merged, overrides)
     try:
         return RayalConfig.model_validate(merged)
     except ValidationError as err:
