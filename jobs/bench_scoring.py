@@ -9,6 +9,11 @@
 4. Superpixel maps through ``scoring.region_cache`` vs computed: per-frame CPU time of
    ``unit_region_map`` on the second visit of each frame (a later round) / computing SLIC
    (lower is better).
+5. The driver in the data path: CPU seconds the driver spends in ``ScoreSink.write`` per frame
+   (``time.process_time``, all its threads: Arrow splitting, parquet encoding, zstd) over a
+   stream of real scored batches (default scoring: 7 measures, patch + superpixel regions, top
+   16, frame embeddings), replayed under new frame ids; ``1000 / ms`` is the frames/s at which
+   one driver core saturates.
 
     python jobs/bench_scoring.py --quick      # < 1 minute
     python jobs/bench_scoring.py              # all three, ~15 minutes on 2 cores
@@ -214,6 +219,42 @@ def bench_superpixel_cache(frames: int, height: int, width: int, workdir: Path) 
     return {"uncached_ms": un * 1e3, "cached_ms": ca * 1e3, "superpixel_cached_vs_uncached": ca / un}
 
 
+def bench_driver_sink(frames: int, height: int, width: int, batch: int, workdir: Path) -> dict:
+    """Driver CPU per frame in ScoreSink.write (see item 5 of the module docstring)."""
+    import pyarrow as pa
+
+    config = config_from_dict({
+        "seed": 0, "device": "cpu", "output_dir": str(workdir / "sink"),
+        "data": {"source": "synthetic", "num_classes": 12,
+                 "synthetic": {"num_frames": 2 * batch, "height": height, "width": width}},
+        "model": {"arch": "Unet", "encoder": "mobilenet_v2"},
+        "scoring": {"units": ["patch", "superpixel"], "embeddings": ["frame"], "mc_samples": 2,
+                    "batch_size": batch}})   # T changes no column: 2 keeps the set-up short
+    scorer = FrameBatchScorer(config, torch_threads=2)
+    table = frame_source(config.data).table
+    scored = []
+    for offset in range(0, table.num_rows, batch):
+        rows = table.slice(offset, batch)
+        decoded = decode_frames({"frame_id": np.asarray(rows["frame_id"]), "uri": np.asarray(rows["uri"])},
+                                config.data, config.scoring)
+        scored.append(scorer(decoded))
+    sink = ScoreSink(config.output_dir, with_embeddings=True)
+    cpu, written = 0.0, 0
+    while written < frames:
+        template = scored[(written // batch) % len(scored)]
+        ids = pa.array([f"f{written + i:09d}" for i in range(template.num_rows)])
+        out = template.set_column(0, "frame_id", ids)
+        start = time.process_time()
+        sink.write(out)
+        cpu += time.process_time() - start
+        written += out.num_rows
+    start = time.process_time()
+    sink.close()
+    cpu += time.process_time() - start
+    ms = cpu / written * 1e3
+    return {"driver_cpu_ms_per_frame": ms, "driver_saturates_fps": 1e3 / ms, "frames": written}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
@@ -245,10 +286,17 @@ def main() -> None:
         print("superpixel maps (SLIC, 150 segments, 360x480), CPU per frame")
         print(f"  computed            {sp['uncached_ms']:8.1f} ms")
         print(f"  from region_cache   {sp['cached_ms']:8.1f} ms")
+        drv = bench_driver_sink(800 if args.quick else 8000, 360, 480, 8, Path(tmp))
+        print(f"driver ScoreSink.write, {drv['frames']} frames 360x480 (default scoring, "
+              "patch + superpixel, frame embeddings)")
+        print(f"  driver CPU          {drv['driver_cpu_ms_per_frame']:8.3f} ms/frame "
+              f"(one core saturates at {drv['driver_saturates_fps']:.0f} frames/s)")
     print(f"mc_naive_ratio: {mc['naive_ratio']:.3f}")
     print(f"mc_cost_ratio: {mc['mc_cost_ratio']:.3f}")
     print(f"ray_vs_bare_ratio: {rb['ray_vs_bare_ratio']:.3f}")
     print(f"superpixel_cached_vs_uncached: {sp['superpixel_cached_vs_uncached']:.3f}")
+    print(f"driver_cpu_ms_per_frame: {drv['driver_cpu_ms_per_frame']:.3f}")
+    print(f"driver_saturates_frames_per_second: {drv['driver_saturates_fps']:.0f}")
 
 
 if __name__ == "__main__":
