@@ -142,6 +142,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     psutil.wait_procs(others, timeout=30)
 
 
+@pytest.mark.slow   # ~210 s on 2 loaded cores: two `rayal score` processes + the reference run
 def test_kill_9_then_resume_scores_each_frame_once(ray_local, tmp_path: Path):
     """A real `rayal score` over a streamed manifest, SIGKILLed (with its whole local Ray) once
     a part set is committed; `rayal score --resume` finishes it. Frames, regions and
@@ -151,7 +152,7 @@ def test_kill_9_then_resume_scores_each_frame_once(ray_local, tmp_path: Path):
     manifest = tmp_path / "pool.parquet"
     write_manifest({"frame_id": ids, "uri": uris}, str(manifest))
     want = tmp_path / "uninterrupted"   # the synthetic source: same ids, same URIs
-    run_scoring(_config(want, f"data.synthetic.num_frames={n}", "scoring.batch_size=8"), progress=False)
+    run_scoring(_config(want, f"data.synthetic.num_frames={n}", "scoring.batch_size=2"), progress=False)
 
     out = tmp_path / "killed"
     args = [str(RAYAL), "score", str(HERE / "scoring.yaml"), "--no-progress",
