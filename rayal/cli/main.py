@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rayal import __version__
 from rayal.cli.pool import add_pool_parser, cmd_pool
+from rayal.cli.serve import add_serve_parser, cmd_serve
 from rayal.cli.submit import COMMANDS as SUBMIT_COMMANDS, add_submit_parsers
 from rayal.cli.experiment import add_experiment_parsers, cmd_compare, cmd_run, cmd_tune
 from rayal.cli.train import add_train_parsers, cmd_evaluate, cmd_train
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parsers(sub, _add_config_args)
     add_experiment_parsers(sub, _add_config_args)
     add_submit_parsers(sub)
+    add_serve_parser(sub, _add_config_args)
     _debug_flag(parser, skip=("submit",))   # submit passes what follows on to the job's rayal
     return parser
 
@@ -76,7 +78,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 COMMANDS = {"score": cmd_score, "pool": cmd_pool, "train": cmd_train, "evaluate": cmd_evaluate, "run": cmd_run}
 COMMANDS.update(SUBMIT_COMMANDS)
-COMMANDS.update(compare=cmd_compare, tune=cmd_tune)
+COMMANDS.update(compare=cmd_compare, tune=cmd_tune, serve=cmd_serve)
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:

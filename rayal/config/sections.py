@@ -17,6 +17,7 @@ ALL_MEASURES = FRAME_MEASURES + ("ovr_entropy",)
 
 from rayal.config.base import Section
 from rayal.config.experiment import CompareConfig, LoopConfig, TuneConfig
+from rayal.config.serve import ServeConfig
 from rayal.config.training import MadbalConfig, TrainConfig, VaalConfig
 
 
@@ -219,6 +220,7 @@ class RayalConfig(Section):
     loop: LoopConfig = Field(default_factory=LoopConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @model_validator(mode="after")
     def _multi_head_needs_madbal(self) -> "RayalConfig":

@@ -1,0 +1,121 @@
+"""Starting and stopping ``rayal serve``: Ray, the project's actors, the Serve application.
+
+:func:`run_service` connects to Ray (``--address`` / ``ray.address`` / ``RAY_ADDRESS``, else a
+local Ray), gets the project's coordinator (registering the data source's frames when the pool
+has none), starts the desk (leases) and job runner actors, deploys the FastAPI ingress on Ray
+Serve at ``serve.host``:``serve.port``, prints the URL and serves until SIGINT / SIGTERM, then
+deletes the application, shuts Serve down and releases the pool (snapshot + lease).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from ray import serve
+
+from rayal.config import RayalConfig
+
+APP_NAME = "rayal"
+_HANDLES: dict = {}
+
+
+@serve.ingress()
+class Ingress:
+    """The Serve deployment: one FastAPI app per replica (:func:`rayal.serve.app.build_app`)."""
+
+    def __init__(self, config: dict, serve_dir: str, tokens: list[dict]):
+        from rayal.serve.app import build_app
+
+        self._app = build_app(config, serve_dir, tokens)
+
+    def __serve_build_asgi_app__(self):
+        return self._app
+
+
+def serve_dir_of(config: RayalConfig) -> str:
+    return os.path.abspath(os.path.join(config.output_dir, "serve"))
+
+
+def start_service(config: RayalConfig, out=None) -> dict:
+    """Everything but the wait: returns ``{"url", "token_file", "serve_dir"}``."""
+    import pyarrow as pa
+    import ray
+
+    from rayal.pipeline.frames import pool_frame_batches
+    from rayal.pipeline.runtime import init_ray
+    from rayal.pool.coordinator import get_or_create_coordinator
+    from rayal.serve.auth import resolve_tokens
+    from rayal.serve.jobs import get_or_create_runner
+    from rayal.serve.leases import get_or_create_desk
+
+    out = out or sys.stdout
+    if config.data.num_classes is None:
+        raise ValueError("rayal serve needs data.num_classes (to validate labels)")
+    sdir = serve_dir_of(config)
+    os.makedirs(sdir, exist_ok=True)
+    tokens, token_file = resolve_tokens(config.serve.tokens, sdir, config.pool.project)
+    init_ray(config.ray)
+    pool = get_or_create_coordinator(config.pool)
+    if ray.get(pool.status.remote())["frames"] == 0:
+        total = 0
+        for batch in pool_frame_batches(config.data):
+            total += ray.get(pool.register.remote(pa.Table.from_batches([batch])))["registered"]
+        print(f"registered {total} frame(s) in pool {config.pool.project!r}", file=out)
+    # the driver owns these actors: keep their handles, or Ray ends them
+    _HANDLES[config.pool.project] = (get_or_create_desk(config, sdir),
+                                     get_or_create_runner(config, sdir))
+    host, port = config.serve.host, config.serve.port
+    serve.start(http_options={"host": host, "port": port})
+    deployment = serve.deployment(Ingress, name="rayal_ingress").options(
+        num_replicas=config.serve.replicas, ray_actor_options={"num_cpus": 0})
+    serve.run(deployment.bind(config.model_dump(mode="json"), sdir,
+                              [t.model_dump() for t in tokens]),
+              name=APP_NAME, route_prefix="/")
+    url = f"http://{host}:{port}"
+    print(f"rayal serve: project {config.pool.project!r} at {url} (API docs {url}/docs)", file=out)
+    if token_file:
+        print(f"rayal serve: generated tokens (admin, annotator) in {token_file}", file=out)
+    out.flush()
+    return {"url": url, "token_file": token_file, "serve_dir": sdir}
+
+
+def stop_service(config: RayalConfig) -> None:
+    """Delete the app, shut Serve down, release the project's actors and the pool's lease."""
+    import ray
+
+    from rayal.pool.coordinator import shutdown_coordinator
+    from rayal.serve.jobs import runner_name
+    from rayal.serve.leases import desk_name
+
+    try:
+        serve.shutdown()
+    finally:
+        for name in (desk_name(config.pool.project), runner_name(config.pool.project)):
+            try:
+                ray.kill(ray.get_actor(name, namespace=config.pool.namespace), no_restart=True)
+            except ValueError:
+                pass
+        _HANDLES.pop(config.pool.project, None)
+        shutdown_coordinator(config.pool)
+
+
+def run_service(config: RayalConfig, out=None) -> int:
+    """Start, print the URL, serve until SIGINT / SIGTERM, stop cleanly; returns 0."""
+    out = out or sys.stdout
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        start_service(config, out)
+        while not stop.wait(0.5):
+            pass
+        print("rayal serve: stopping", file=out, flush=True)
+    finally:
+        try:
+            stop_service(config)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    print("rayal serve: stopped", file=out, flush=True)
+    return 0
