@@ -130,13 +130,13 @@ class JobRunner:
                 "labelled_frames": row["labelled_frames"]}
 
 
-def get_or_create_runner(config: RayalConfig, serve_dir: str):
+def get_or_create_runner(config: RayalConfig, serve_dir: str, detached: bool = False):
     """The project's job runner actor (created on first use)."""
     import ray
 
     actor = ray.remote(JobRunner).options(
         name=runner_name(config.pool.project), namespace=config.pool.namespace, num_cpus=0,
-        max_concurrency=8, get_if_exists=True)
+        max_concurrency=8, get_if_exists=True, lifetime="detached" if detached else None)
     handle = actor.remote(config.model_dump(mode="json"), serve_dir)
     ray.get(handle.list.remote())   # a runner that cannot start raises its error here
     return handle

@@ -225,7 +225,7 @@ def desk_name(project: str) -> str:
     return f"rayal-serve-desk-{project}"
 
 
-def get_or_create_desk(config, serve_dir: str):
+def get_or_create_desk(config, serve_dir: str, detached: bool = False):
     """The project's desk actor (created on first use; restarts keep its leases on disk)."""
     import ray
 
@@ -235,7 +235,7 @@ def get_or_create_desk(config, serve_dir: str):
     coordinator = get_or_create_coordinator(pool)
     actor = ray.remote(TaskDesk).options(
         name=desk_name(pool.project), namespace=pool.namespace, num_cpus=0, max_restarts=-1,
-        get_if_exists=True)
+        get_if_exists=True, lifetime="detached" if detached else None)
     handle = actor.remote(coordinator, serve_dir, pool.lease_seconds, config.data.ignore_index)
     ray.get(handle.leases_of.remote())   # a desk that cannot start raises its error here
     return handle

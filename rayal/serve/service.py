@@ -81,6 +81,42 @@ def start_service(config: RayalConfig, out=None) -> dict:
     return {"url": url, "token_file": token_file, "serve_dir": sdir}
 
 
+def build_application(args: dict):
+    """Serve's ``import_path`` target for a KubeRay ``RayService`` (``serveConfigV2``):
+    ``args = {"config": PATH}``. Registers the frames when the pool is empty and starts the
+    project's desk and job runner as detached actors (Serve's build process is transient);
+    tokens come from ``serve.tokens`` or the ``RAYAL_SERVE_*_TOKEN`` environment (a Secret):
+    none is refused, since a generated file would be lost with the build process."""
+    import ray
+
+    from rayal.config import load_config
+    from rayal.pool.coordinator import get_or_create_coordinator
+    from rayal.serve.auth import tokens_from_env
+    from rayal.serve.jobs import get_or_create_runner
+    from rayal.serve.leases import get_or_create_desk
+
+    config = load_config(args["config"], list(args.get("set", [])))
+    tokens = list(config.serve.tokens) or tokens_from_env()
+    if not tokens:
+        raise ValueError("a RayService needs serve.tokens or RAYAL_SERVE_ADMIN_TOKEN / "
+                         "RAYAL_SERVE_ANNOTATOR_TOKEN (from a Secret)")
+    sdir = serve_dir_of(config)
+    os.makedirs(sdir, exist_ok=True)
+    pool = get_or_create_coordinator(config.pool)
+    if ray.get(pool.status.remote())["frames"] == 0:
+        import pyarrow as pa
+
+        from rayal.pipeline.frames import pool_frame_batches
+
+        for batch in pool_frame_batches(config.data):
+            ray.get(pool.register.remote(pa.Table.from_batches([batch])))
+    get_or_create_desk(config, sdir, detached=True)
+    get_or_create_runner(config, sdir, detached=True)
+    deployment = serve.deployment(Ingress, name="rayal_ingress").options(
+        num_replicas=config.serve.replicas, ray_actor_options={"num_cpus": 0})
+    return deployment.bind(config.model_dump(mode="json"), sdir, [t.model_dump() for t in tokens])
+
+
 def stop_service(config: RayalConfig) -> None:
     """Delete the app, shut Serve down, release the project's actors and the pool's lease."""
     import ray
