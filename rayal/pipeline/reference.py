@@ -20,7 +20,8 @@ def reference_epochs(config: RayalConfig) -> int:
     """Epochs of the reference: ``loop.reference_epochs``; unset, a warm-started run with a
     fixed ``loop.rounds`` gets as many epochs as the run trains in all (``(rounds + 1) x
     train.epochs``), so the reference sees every label for as many optimiser steps as the
-    run and is a ceiling by construction; otherwise ``train.epochs``."""
+    run and is a ceiling by construction (it trains them all: no early stopping; its
+    best-validation weights are kept, as each round's are); otherwise ``train.epochs``."""
     loop, train = config.loop, config.train
     if loop.reference_epochs is not None:
         return loop.reference_epochs
@@ -43,6 +44,9 @@ def full_supervision_miou(config: RayalConfig, *, progress: bool = False) -> flo
     ref = config.model_copy(deep=True)
     ref.output_dir = parent_uri(target)
     ref.train.epochs = reference_epochs(config)
+    # every epoch a run trains, the reference trains too (it still keeps its best-val weights):
+    # early stopping on a small validation sample stopped it short of the runs it normalises
+    ref.train.patience = None
     name = target.rstrip("/").rsplit("/", 1)[-1]
     summary = run_training(ref, full=True, progress=progress, out_name=name)
     return float(summary.eval_miou)
