@@ -1,5 +1,5 @@
 """The FastAPI app of ``rayal serve`` (one per Serve replica): ``/health``, ``/v1`` and the
-Label Studio ML backend routes (:mod:`rayal.serve.label_studio`).
+Label Studio ML backend routes (:mod:`rayal.serve.ls_routes`).
 
 Errors are JSON ``{"error": ..., "unit": ...}`` (``unit``: the task id it is about, or null):
 400 malformed JSON, 401 no / invalid token, 403 wrong role or project, 404 unknown project /
@@ -164,7 +164,7 @@ class Service:
         _, region, bbox = self.region(frame_id, region_id, tid)
         d = self.config.data
         mask = decode_label(body, size=region.shape, box=bbox, num_classes=d.num_classes,
-                            ignore_index=d.ignore_index, unit=tid)
+                            ignore_index=d.ignore_index, unit=tid, class_names=d.class_names)
         dominant, counts = summarize_unit(mask, region, d.num_classes, d.ignore_index)
         if counts.sum() == 0:
             raise TaskError(422, "the label gives no class inside the unit (only ignore_index)", tid)
@@ -217,6 +217,9 @@ def build_app(config: dict, serve_dir: str, tokens: list[dict]) -> FastAPI:
         return JSONResponse({"error": str(err), "unit": None}, status_code=422)
 
     routes.add_v1_routes(app, svc)
+    from rayal.serve.ls_routes import add_label_studio_routes
+
+    add_label_studio_routes(app, svc, tokens)
     app.state.service = svc
     return app
 

@@ -5,6 +5,8 @@ the frame, class ids against ``data.num_classes``, lossless single-channel PNG).
 * ``mask_png_base64``: a PNG of class ids, the frame's size (or the unit's bounding box);
 * ``coco_rle``: a COCO RLE (``{"size": [H, W], "counts": str | [int]}``, pycocotools) with a
   ``category_id``, or a list of them; pixels outside every RLE are ``ignore_index``;
+* ``labelstudio``: Label Studio annotation results (``brushlabels`` brush RLE or
+  ``polygonlabels``), see :func:`rayal.serve.label_studio.results_to_mask`.
 
 Every error is a :class:`~rayal.serve.leases.TaskError` 422 naming the unit and the problem.
 """
@@ -17,7 +19,7 @@ import numpy as np
 
 from rayal.serve.leases import TaskError
 
-FORMATS = ("mask_png_base64", "coco_rle")
+FORMATS = ("mask_png_base64", "coco_rle", "labelstudio")
 
 
 def _png_mask(text: str, size, box, num_classes: int, ignore_index: int, unit: str) -> np.ndarray:
@@ -80,10 +82,11 @@ def _coco_mask(value, size, num_classes: int, ignore_index: int, unit: str) -> n
 
 
 def decode_label(body: dict, *, size, box, num_classes: int, ignore_index: int,
-                 unit: str) -> np.ndarray:
+                 unit: str, class_names: list[str] | None = None) -> np.ndarray:
     """The posted label of one unit -> (H, W) int32 class ids of the frame (``ignore_index``
     where the label says nothing). ``size`` = frame (H, W); ``box`` = the unit's
-    ``[y0, x0, y1, x1]`` (a PNG may be that box only)."""
+    ``[y0, x0, y1, x1]`` (a PNG may be that box only); ``class_names``: Label Studio's label
+    of each class (else the class id as a string)."""
     given = [f for f in FORMATS if body.get(f) is not None]
     if len(given) != 1:
         raise TaskError(422, f"give exactly one of {list(FORMATS)}, got {given or 'none'}", unit)
@@ -92,8 +95,13 @@ def decode_label(body: dict, *, size, box, num_classes: int, ignore_index: int,
         if not isinstance(body[fmt], str):
             raise TaskError(422, "mask_png_base64 must be a string", unit)
         mask = _png_mask(body[fmt], size, box, num_classes, ignore_index, unit)
-    else:
+    elif fmt == "coco_rle":
         mask = _coco_mask(body[fmt], size, num_classes, ignore_index, unit)
+    else:
+        from rayal.serve.label_studio import results_to_mask
+
+        mask = results_to_mask(body[fmt], size=size, num_classes=num_classes,
+                               ignore_index=ignore_index, class_names=class_names, unit=unit)
     return np.asarray(mask, np.int32)
 
 

@@ -155,6 +155,27 @@ class TaskDesk:
         self._save()
         return out
 
+    def claim(self, tid: str, annotator: str, now: float | None = None) -> str:
+        """Lease one given task to ``annotator`` (for a tool that hands out tasks itself, as
+        Label Studio does): 'resent' (labelled by them before), 'held' (their lease, renewed) or
+        'leased'; TaskError 409 when another annotator holds or labelled it, or the unit is not
+        queued in its round."""
+        now = time.time() if now is None else float(now)
+        self._expire(now)
+        if self.done.get(tid) == annotator:
+            return "resent"
+        if tid in self.done:
+            raise TaskError(409, "already labelled by another annotator", tid)
+        who = self.leases.get(tid, (None,))[0]
+        if who is not None and who != annotator:
+            raise TaskError(409, f"leased to another annotator, not {annotator!r}", tid)
+        round_id = parse_task_id(tid)[0]
+        if tid not in self._queued(round_id):
+            raise TaskError(409, f"not queued for labelling in round {round_id}", tid)
+        self.leases[tid] = (annotator, now + self.lease_seconds)
+        self._save()
+        return "leased" if who is None else "held"
+
     def holder(self, tid: str, now: float | None = None) -> str | None:
         """Who holds an unexpired lease on a task (None: nobody)."""
         who, until = self.leases.get(tid, (None, 0.0))

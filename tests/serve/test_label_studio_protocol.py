@@ -1,0 +1,245 @@
+"""The Label Studio ML backend protocol of ``rayal serve`` (/setup, /predict, /webhook, signed
+images, the tasks export) over real HTTP on 127.0.0.1 against a running ``rayal serve``."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from rayal.serve.brush import mask_to_rle, rle_to_mask
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN, ANNOTATOR = "ls-admin-token-0123456789", "ls-annot-token-0123456789"
+START_TIMEOUT, JOB_TIMEOUT = 240, 300
+H, W = 48, 64
+CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">'
+          + "".join(f'<Label value="{i}"/>' for i in range(8)) + "</BrushLabels></View>")
+
+
+def basic(token: str) -> str:
+    return "Basic " + base64.b64encode(f"labelstudio:{token}".encode()).decode()
+
+
+def call(url, method="GET", body=None, auth=None):
+    """(status, parsed JSON or bytes); ``auth``: a full Authorization header value."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = auth
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            status, payload, kind = r.status, r.read(), r.headers.get("content-type", "")
+    except urllib.error.HTTPError as err:
+        status, payload, kind = err.code, err.read(), err.headers.get("content-type", "")
+    return status, json.loads(payload) if "json" in kind else payload
+
+
+def start_serve(tmp: Path, extra: dict | None = None) -> dict:
+    """A ``rayal serve`` subprocess on the synthetic demo data; returns url, proc, log."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = {
+        "name": "lstest", "seed": 0, "device": "cpu", "output_dir": str(tmp / "out"),
+        "data": {"source": "synthetic", "num_classes": 8,
+                 "synthetic": {"num_frames": 12, "height": H, "width": W, "eval_frames": 4}},
+        "model": {"arch": "Unet", "encoder": "resnet18", "encoder_depth": 3,
+                  "decoder_channels": [32, 16, 16]},
+        "scoring": {"measures": ["entropy"], "mc_samples": 0, "units": ["patch"], "grid": [2, 2],
+                    "batch_size": 8},
+        "selection": {"strategy": "entropy", "params": {"aggregate": "mean"}, "budget": 4},
+        "pool": {"unit": "patch", "project": "demo", "state_dir": str(tmp / "pool")},
+        "train": {"epochs": 1, "batch_size": 4},
+        "ray": {"num_cpus": 2, "actors": 1, "cpus_per_actor": 1.0},
+        "serve": {"port": port, "tokens": [{"token": ADMIN, "role": "admin"},
+                                           {"token": ANNOTATOR, "role": "annotator"}]},
+        **(extra or {})}
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = open(tmp / "serve.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "rayal.cli.main", "serve", str(path)], cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rayal serve exited {proc.returncode}: {open(log.name).read()[-3000:]}")
+        if time.monotonic() > deadline:
+            stop_serve({"proc": proc})
+            raise RuntimeError(f"rayal serve did not come up: {open(log.name).read()[-3000:]}")
+        try:
+            if call(url + "/health")[0] == 200:
+                return {"url": url, "proc": proc, "log": log.name, "port": port}
+        except OSError:
+            pass
+        time.sleep(1)
+
+
+def stop_serve(s: dict) -> None:
+    if s["proc"].poll() is None:
+        os.killpg(s["proc"].pid, signal.SIGKILL)
+        s["proc"].wait(30)
+
+
+def wait_job(url: str, job_id: str) -> dict:
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while True:
+        status, job = call(f"{url}/v1/projects/demo/jobs/{job_id}", auth=f"Bearer {ADMIN}")
+        assert status == 200, job
+        if job["state"] in ("succeeded", "failed"):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job['state']}"
+        time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    s = start_serve(tmp_path_factory.mktemp("ls"))
+    try:
+        status, started = call(s["url"] + "/v1/projects/demo/rounds", "POST",
+                               {"strategy": "entropy", "budget": 4}, auth=f"Bearer {ADMIN}")
+        assert status == 202, started
+        assert wait_job(s["url"], started["job_id"])["state"] == "succeeded"
+        yield s
+    finally:
+        stop_serve(s)
+
+
+def webhook(url, task, result, who=7, action="ANNOTATION_CREATED", auth=f"Bearer {ANNOTATOR}"):
+    body = {"action": action, "project": {"id": 1, "label_config": CONFIG},
+            "task": {"id": 11, "data": task["data"]},
+            "annotation": {"id": 5, "completed_by": who, "result": result}}
+    return call(url + "/webhook", "POST", body, auth=auth)
+
+
+def brush(mask, label: str, width=W, height=H):
+    return {"type": "brushlabels", "from_name": "tag", "to_name": "image",
+            "original_width": width, "original_height": height,
+            "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [label]}}
+
+
+def test_label_studio_protocol(service):
+    url, v1 = service["url"], service["url"] + "/v1/projects/demo"
+    bearer, admin = f"Bearer {ANNOTATOR}", f"Bearer {ADMIN}"
+    status, health = call(url + "/health")
+    assert status == 200 and health["status"] == "UP"
+
+    # /setup: Label Studio's Basic auth carries the token; the config must segment
+    setup = {"project": "1.1700000000", "schema": CONFIG, "hostname": "http://localhost:8080",
+             "access_token": "x", "extra_params": None}
+    assert call(url + "/setup", "POST", setup)[0] == 401
+    assert call(url + "/setup", "POST", setup, auth=basic("wrong-token-0123456789"))[0] == 401
+    status, ok = call(url + "/setup", "POST", setup, auth=basic(ANNOTATOR))
+    assert status == 200 and ok == {"model_version": "rayal-v0"}
+    status, err = call(url + "/setup", "POST", {**setup, "schema": '<View><Image name="i" '
+                                                'value="$image"/></View>'}, auth=basic(ANNOTATOR))
+    assert status == 422 and "no <BrushLabels>" in err["error"]
+
+    # the tasks to import into Label Studio: the round's query in rank order, signed images
+    status, tasks = call(v1 + "/labelstudio/tasks", auth=bearer)
+    assert status == 200 and [t["data"]["rank"] for t in tasks] == [0, 1, 2, 3]
+    image = tasks[0]["data"]["image"]
+    assert image.startswith(url + "/labelstudio/image/")
+    status, png = call(image)
+    assert status == 200 and Image.open(io.BytesIO(png)).size == (W, H)
+    assert call(image.split("?")[0] + "?sig=0000")[0] == 403
+    assert call(v1 + "/labelstudio/tasks")[0] == 401
+
+    # /predict: brush RLE of the model's classes inside the unit, score = AL priority
+    ls_tasks = [{"id": 100 + i, "data": t["data"]} for i, t in enumerate(tasks[:2])]
+    body = {"tasks": ls_tasks, "project": "1.1700000000", "label_config": CONFIG,
+            "params": {"login": None, "password": None, "context": None}}
+    status, pred = call(url + "/predict", "POST", body, auth=basic(ANNOTATOR))
+    assert status == 200 and len(pred["results"]) == 2
+    assert [r["score"] for r in pred["results"]] == [1.0, 0.75]
+    assert all(r["model_version"] == "rayal-v0" for r in pred["results"])
+    for task, res in zip(tasks, pred["results"]):
+        detail = call(f"{v1}/tasks/{task['data']['rayal_task']}", auth=bearer)[1]
+        model = np.asarray(Image.open(io.BytesIO(base64.b64decode(
+            detail["prediction"]["mask_png_base64"]))))
+        y0, x0, y1, x1 = detail["region"]["bbox"]
+        region = np.zeros((H, W), bool)
+        region[y0:y1, x0:x1] = True
+        painted = np.full((H, W), 255)
+        for r in res["result"]:
+            assert r["type"] == "brushlabels" and (r["from_name"], r["to_name"]) == ("tag", "image")
+            layer = rle_to_mask(r["value"]["rle"], r["original_height"], r["original_width"])
+            assert not (layer & ~region).any()
+            painted[layer] = int(r["value"]["brushlabels"][0])
+        assert (painted[region] == model[region]).all() and (painted[~region] == 255).all()
+    status, err = call(url + "/predict", "POST", {**body, "tasks": [{"id": 9, "data": {"image": "x"}}]},
+                       auth=basic(ANNOTATOR))
+    assert status == 422 and err["error"].startswith("task 9:") and "rayal_task" in err["error"]
+
+    # malformed webhooks: a clear 4xx each, nothing in the pool changed, no lease taken
+    target = tasks[2]
+    tid = target["data"]["rayal_task"]
+    before = call(v1 + "/status", auth=bearer)[1]
+    full = np.ones((H, W), bool)
+    bad = [([brush(full, "3", width=W + 2)], 422, "does not match the frame's 64x48"),
+           ([brush(full, "cat")], 422, "unknown label 'cat'"),
+           ([{**brush(full, "3"), "value": {"format": "rle", "rle": [9, 9, 9],
+                                             "brushlabels": ["3"]}}], 422, "at least 7 byte"),
+           ([{"type": "choices", "value": {"choices": ["x"]}}], 422, "no brushlabels")]
+    for result, code, text in bad:
+        status, err = webhook(url, target, result)
+        assert status == code and text in err["error"] and err["unit"] == tid, err
+    status, err = call(url + "/webhook", "POST", {"action": "ANNOTATION_CREATED", "task": {}},
+                       auth=bearer)
+    assert status == 422 and "needs 'annotation' and 'task'" in err["error"]
+    assert webhook(url, target, [brush(full, "3")], auth=None)[0] == 401
+    after = call(v1 + "/status", auth=bearer)[1]
+    assert after["journal_seq"] == before["journal_seq"] and after["counts"] == before["counts"]
+    assert call(f"{v1}/tasks/{tid}", auth=bearer)[1]["holder"] is None
+
+    # a unit a /v1 annotator holds is not theirs to label
+    held = call(v1 + "/leases", "POST", {"annotator": "a1", "n": 1}, auth=bearer)[1]["tasks"][0]
+    status, err = webhook(url, {"data": {"rayal_task": held["task_id"]}}, [brush(full, "3")])
+    assert status == 409 and "leased to another annotator" in err["error"]
+
+    # a good ANNOTATION_CREATED labels the unit; ANNOTATION_UPDATED changes it
+    status, ack = webhook(url, target, [brush(full, "3")])
+    assert status == 201 and ack["status"] == "ok" and ack["result"]["labeled"] == 1, ack
+    assert ack["result"]["dominant_class"] == 3
+    labelled = call(v1 + "/status", auth=bearer)[1]
+    assert labelled["counts"]["labeled"] == before["counts"]["labeled"] + 1
+    assert labelled["per_class"]["units"][3] == 1
+    status, ack = webhook(url, target, [brush(full, "3")])
+    assert status == 201 and ack["result"]["unchanged"] == 1
+    status, ack = webhook(url, target, [brush(full, "5")], action="ANNOTATION_UPDATED")
+    assert status == 201 and ack["result"]["dominant_class"] == 5
+    assert webhook(url, target, [brush(full, "1")], who=8)[0] == 409   # another LS user
+
+    # /v1/labels takes Label Studio results too (polygon here)
+    mine = call(v1 + "/leases", "POST", {"annotator": "a2", "n": 1}, auth=bearer)[1]["tasks"][0]
+    poly = {"type": "polygonlabels", "original_width": W, "original_height": H,
+            "value": {"points": [[0, 0], [100, 0], [100, 100], [0, 100]], "polygonlabels": ["6"]}}
+    status, ack = call(v1 + "/labels", "POST", {"task_id": mine["task_id"], "annotator": "a2",
+                                                "labelstudio": [poly]}, auth=bearer)
+    assert status == 200 and ack["dominant_class"] == 6
+
+    # other actions are ignored; START_TRAINING needs an admin token and retrains
+    status, ack = call(url + "/webhook", "POST", {"action": "PROJECT_UPDATED"}, auth=bearer)
+    assert status == 200 and ack["status"] == "ignored"
+    start = {"action": "START_TRAINING", "project": {"id": 1}}
+    assert call(url + "/webhook", "POST", start, auth=bearer)[0] == 403
+    status, ack = call(url + "/webhook", "POST", start, auth=admin)
+    assert status == 201 and ack["job_id"]
+    assert wait_job(url, ack["job_id"])["state"] == "succeeded"
+    status, ok = call(url + "/setup", "POST", setup, auth=basic(ANNOTATOR))
+    assert ok["model_version"] == "rayal-v1"
