@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -243,3 +244,127 @@ def test_label_studio_protocol(service):
     assert wait_job(url, ack["job_id"])["state"] == "succeeded"
     status, ok = call(url + "/setup", "POST", setup, auth=basic(ANNOTATOR))
     assert ok["model_version"] == "rayal-v1"
+
+
+# --- a real Label Studio --------------------------------------------------------------------
+LS_TOKEN = "lstoken0123456789abcdef0123456789abcdef"
+LS_INSTALL_TIMEOUT, LS_START_TIMEOUT, LS_WEBHOOK_TIMEOUT = 900, 300, 60
+
+
+def _label_studio_venv(tmp: Path) -> Path:
+    """A venv with ``label-studio`` in the test's tmp dir (``RAYAL_TEST_LS_VENV``: reuse one)."""
+    given = os.environ.get("RAYAL_TEST_LS_VENV")
+    if given:
+        return Path(given)
+    venv = tmp / "lsvenv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "label-studio"], check=True,
+                   timeout=LS_INSTALL_TIMEOUT)
+    return venv
+
+
+def _ls(base, path, method="GET", body=None):
+    return call(base + path, method, body, auth=f"Token {LS_TOKEN}")
+
+
+@pytest.mark.slow
+def test_real_label_studio(service, tmp_path):
+    """Label Studio (pip-installed into tmp, on 127.0.0.1) with rayal as its ML backend:
+    import rayal's tasks, get predictions ordered by rayal's selection, annotate through Label
+    Studio's API, see the unit labelled in rayal's pool."""
+    url, v1 = service["url"], service["url"] + "/v1/projects/demo"
+    bearer = f"Bearer {ANNOTATOR}"
+    # a fresh round of its own, so the units do not depend on the other test
+    status, started = call(v1 + "/rounds", "POST", {"strategy": "entropy", "budget": 3},
+                           auth=f"Bearer {ADMIN}")
+    assert status == 202 and wait_job(url, started["job_id"])["state"] == "succeeded"
+    status, tasks = call(v1 + "/labelstudio/tasks", auth=bearer)
+    assert status == 200 and len(tasks) == 3
+
+    venv = _label_studio_venv(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "LABEL_STUDIO_USERNAME": "rayal@example.com",
+           "LABEL_STUDIO_PASSWORD": "rayal-test-password", "LABEL_STUDIO_USER_TOKEN": LS_TOKEN,
+           "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+           "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+           "ML_BLOCK_LOCAL_IP": "false",            # rayal is on loopback
+           "SSRF_PROTECTION_ENABLED": "false",      # so is the webhook Label Studio calls
+           "LABEL_STUDIO_BASE_DATA_DIR": str(tmp_path / "lsdata"), "COLLECT_ANALYTICS": "false"}
+    log = open(tmp_path / "ls.log", "w+")
+    proc = subprocess.Popen([str(venv / "bin" / "label-studio"), "start", "--no-browser",
+                             "--host", "127.0.0.1", "--internal-host", "127.0.0.1", "--port",
+                             str(port), "--data-dir", str(tmp_path / "lsdata")], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + LS_START_TIMEOUT
+        while True:
+            assert proc.poll() is None, open(log.name).read()[-3000:]
+            assert time.monotonic() < deadline, "Label Studio did not come up: " + \
+                open(log.name).read()[-3000:]
+            try:
+                if call(base + "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(2)
+
+        status, project = _ls(base, "/api/projects", "POST", {"title": "rayal", "label_config": CONFIG})
+        assert status == 201, project
+        pid = project["id"]
+        # rayal as the project's ML backend: Basic auth carries the annotator token
+        status, ml = _ls(base, "/api/ml", "POST", {
+            "project": pid, "url": url, "title": "rayal", "auth_method": "BASIC_AUTH",
+            "basic_auth_user": "labelstudio", "basic_auth_pass": ANNOTATOR, "is_interactive": False})
+        assert status == 201 and ml["state"] == "CO" and ml["model_version"] == "rayal-v1", ml
+        # the webhook Label Studio made for the backend sends the token as a header
+        status, hooks = _ls(base, f"/api/webhooks/?project={pid}")
+        hook = next(h for h in hooks if h["url"] == url + "/webhook")
+        status, _ = _ls(base, f"/api/webhooks/{hook['id']}/", "PATCH",
+                        {"headers": {"Authorization": bearer}})
+        assert status == 200
+
+        # import in reverse rank order; Label Studio's sort by prediction score restores it
+        status, imported = _ls(base, f"/api/projects/{pid}/import", "POST", tasks[::-1])
+        assert status == 201 and imported["task_count"] == 3, imported
+        status, done = _ls(base, f"/api/dm/actions?id=retrieve_tasks_predictions&project={pid}",
+                           "POST", {"selectedItems": {"all": True, "excluded": []}})
+        assert status == 200, done
+        # the project's predictions to show and sort by: rayal's model version
+        assert _ls(base, f"/api/projects/{pid}", "PATCH", {"model_version": "rayal-v1"})[0] == 200
+        order = urllib.parse.quote(json.dumps({"ordering": ["-tasks:predictions_score"]}))
+        status, listed = _ls(base, f"/api/tasks?project={pid}&fields=all&query={order}")
+        assert status == 200
+        ls_tasks = listed["tasks"]
+        assert [t["data"]["rank"] for t in ls_tasks] == [0, 1, 2]
+        for t in ls_tasks:
+            (pred,) = t["predictions"]
+            assert pred["model_version"] == "rayal-v1"
+            assert pred["score"] == pytest.approx(1 - t["data"]["rank"] / 3)
+            assert pred["result"] and all(r["type"] == "brushlabels" for r in pred["result"])
+
+        # an annotation submitted through Label Studio labels the unit in rayal's pool
+        before = call(v1 + "/status", auth=bearer)[1]
+        target = ls_tasks[1]
+        result = [brush(np.ones((H, W), bool), "6")]
+        status, annotation = _ls(base, f"/api/tasks/{target['id']}/annotations", "POST",
+                                 {"result": result})
+        assert status == 201, annotation
+        deadline = time.monotonic() + LS_WEBHOOK_TIMEOUT
+        while True:
+            now = call(v1 + "/status", auth=bearer)[1]
+            if now["counts"]["labeled"] > before["counts"]["labeled"]:
+                break
+            assert time.monotonic() < deadline, "the annotation never reached rayal: " + \
+                open(log.name).read()[-3000:]
+            time.sleep(1)
+        assert now["counts"]["labeled"] == before["counts"]["labeled"] + 1
+        assert now["per_class"]["units"][6] == before["per_class"]["units"][6] + 1
+        labelled = call(v1 + f"/tasks/{target['data']['rayal_task']}", auth=bearer)[1]
+        assert labelled["holder"] is None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(60)
