@@ -65,7 +65,7 @@ class ScoreSummary:
 
     def table(self) -> str:
         rows = [("frames in pool", f"{self.frames_total}"),
-                ("frames already done", f"{self.frames_already_done}"),
+                ("frames done before", f"{self.frames_already_done}"),   # skipped by --resume
                 ("frames scored", f"{self.frames_scored}"),
                 ("frames quarantined", f"{self.frames_quarantined}"),
                 ("wall time", f"{self.seconds:.1f} s"),

@@ -181,6 +181,6 @@ def test_kill_9_then_resume_scores_each_frame_once(ray_local, tmp_path: Path):
     summary = json.loads((out / "score_summary.json").read_text())
     assert summary["frames_already_done"] >= committed and summary["frames_quarantined"] == 0
     assert summary["frames_already_done"] + summary["frames_scored"] == n
-    assert re.search(rf"frames already done\s+{summary['frames_already_done']}\n", done.stdout)
+    assert re.search(rf"frames done before\s+{summary['frames_already_done']}\n", done.stdout)
     assert not list((out / "frames").glob(".*.tmp"))
     _assert_same_tables(out, want, n)
