@@ -20,6 +20,8 @@ def add_experiment_parsers(sub, add_config_args) -> None:
     compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a value of every config, e.g. compare.seeds=[0,1,2]")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
+    compare.add_argument("--finished-only", action="store_true",
+                         help="run nothing: write the comparison from the runs already finished")
 
     tune = sub.add_parser(
         "tune", help="Ray Tune sweep of whole simulated runs over the tune: search space "
@@ -42,7 +44,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rayal.pipeline.compare import compare_all
 
     configs = [load_config(path, args.overrides) for path in args.configs]   # all checked first
-    compare_all(configs, progress=not args.no_progress)
+    compare_all(configs, progress=not args.no_progress, finished_only=args.finished_only)
     return 0
 
 

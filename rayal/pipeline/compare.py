@@ -344,14 +344,47 @@ def write_comparison(config: RayalConfig, configs: list[RayalConfig], summaries:
     return table
 
 
-def run_comparison(config: RayalConfig, *, progress: bool = True) -> dict:
-    """Run every strategy x seed of ``config.compare`` (resumable) and write the comparison.
+def finished_runs(config: RayalConfig) -> tuple[list[RayalConfig], list[dict]]:
+    """The runs of ``config.compare`` that have a ``summary.json`` (same setting checked), and
+    their summaries labelled with the comparison label; nothing is run."""
+    from rayal.pipeline.experiment import SUMMARY_FILE
+
+    done, summaries = [], []
+    for run, label in zip(run_configs(config), run_labels(config)):
+        path = join_uri(run.output_dir, SUMMARY_FILE)
+        if exists(path):
+            check_same_config(run)
+            done.append(run)
+            summaries.append(dict(read_json(path), strategy=label))
+    if not done:
+        raise ConfigError(f"{config.output_dir} holds no finished run of this comparison")
+    return done, summaries
+
+
+def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only: bool = False) -> dict:
+    """Run every strategy x seed of ``config.compare`` (resumable) and write the comparison;
+    ``finished_only``: run nothing, write it from the runs that have finished (an interim table
+    of a long comparison): the strategies with a finished run, on the seeds all of them finished.
 
     Returns ``{"table": str, "summaries": [run summary, ...], "skipped": int, "output_dir": str}``.
     """
     from rayal.pipeline.reference import full_supervision_miou
     from rayal.pipeline.runtime import init_ray, write_run_metadata
 
+    if finished_only:
+        done, summaries = finished_runs(config)
+        config = config.model_copy(deep=True)   # the strategies with a finished run, on the
+        labels = [s for s in config.compare.strategies   # seeds every one of them finished
+                  if any(r["strategy"] == s for r in summaries)]
+        seeds = sorted(set.intersection(*({r["seed"] for r in summaries if r["strategy"] == s}
+                                          for s in labels)))
+        if not seeds:
+            raise ConfigError(f"{config.output_dir}: no seed has finished runs of all of {labels}")
+        keep = [i for i, r in enumerate(summaries) if r["seed"] in seeds]
+        done, summaries = [done[i] for i in keep], [summaries[i] for i in keep]
+        config.compare.strategies, config.compare.seeds = labels, seeds
+        return {"table": write_comparison(config, done, summaries), "summaries": summaries,
+                "skipped": len(done), "output_dir": config.output_dir}
     configs = run_configs(config)   # validates every strategy's params and overrides up front
     write_run_metadata(config, config.output_dir)
     init_ray(config.ray)
@@ -371,14 +404,15 @@ def run_comparison(config: RayalConfig, *, progress: bool = True) -> dict:
             "output_dir": config.output_dir}
 
 
-def compare_all(configs: list[RayalConfig], *, progress: bool = True) -> list[dict]:
+def compare_all(configs: list[RayalConfig], *, progress: bool = True,
+                finished_only: bool = False) -> list[dict]:
     """Several settings, each compared into its own ``output_dir`` (which must differ)."""
     dirs = [absolute(c.output_dir) for c in configs]
     if len(set(dirs)) != len(dirs):
         raise ConfigError(f"each config given to rayal compare needs its own output_dir, got {dirs}")
     results = []
     for config in configs:
-        result = run_comparison(config, progress=progress)
+        result = run_comparison(config, progress=progress, finished_only=finished_only)
         print(f"\n{result['table']}\n(written to {result['output_dir']})\n", flush=True)
         results.append(result)
     return results

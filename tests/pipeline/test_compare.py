@@ -175,3 +175,19 @@ def test_verdicts_json_and_variants(tmp_path):
     assert verdicts["entropy"]["verdict"] == "not distinguishable"       # -0.1, 0, +0.1
     assert verdicts["entropy_kcenter"]["verdict"] == "better than random"
     assert verdicts["entropy_kcenter"]["seeds_above"] == 3
+
+
+def test_finished_only_writes_the_table_of_finished_runs_and_runs_nothing(compared):
+    """An interrupted comparison's interim table: the finished runs only, on the seeds all of
+    its strategies finished; a seed or strategy that never ran is left out, nothing is run.
+    (Last in this file: it rewrites the shared comparison's table.)"""
+    from rayal.pipeline.compare import run_comparison
+
+    tmp, path = compared
+    out = tmp / "cmp"
+    config = load_config(path, ["compare.seeds=[0,1]", "compare.strategies=[random, entropy, margin]"])
+    result = run_comparison(config, progress=False, finished_only=True)
+    assert not (out / "margin").exists() and not (out / "random" / "seed1").exists()
+    verdicts = json.loads((out / "verdicts.json").read_text())
+    assert verdicts["entropy"]["seeds"] == 1 and "verdict" not in verdicts["random"]
+    assert "2 strategies x 1 seed(s)" in result["table"]
