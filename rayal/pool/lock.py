@@ -39,6 +39,15 @@ log = logging.getLogger("rayal.pool")
 LEASE_NAME = "lease.json"
 
 
+
+def parse_lease(data: bytes) -> tuple[dict, str | None]:
+    """Lease file bytes -> (lease, its version token); an unreadable file is ``({}, "unreadable")``."""
+    try:
+        lease = json.loads(data)
+    except ValueError:
+        return {}, "unreadable"
+    return lease, lease.get("token")
+
 class PoolLockedError(PoolError):
     """Another writer holds the pool's state directory (the message names it)."""
 
@@ -162,11 +171,7 @@ class _LocalStore:
                 data = f.read()
         except FileNotFoundError:
             return None, None
-        try:
-            lease = json.loads(data)
-        except ValueError:
-            return {}, "unreadable"
-        return lease, lease.get("token")
+        return parse_lease(data)
 
     def get(self):
         return self._read()
@@ -258,11 +263,7 @@ class _BestEffortStore:
                 data = f.read()
         except FileNotFoundError:
             return None, None
-        try:
-            lease = json.loads(data)
-        except ValueError:
-            return {}, "unreadable"
-        return lease, lease.get("token")
+        return parse_lease(data)
 
     def put(self, lease: dict, version: str | None) -> str | None:
         if self.get()[1] != version:

@@ -375,6 +375,16 @@ def read_embeddings(tables: ScoreTables, unit: str, pool: PoolView,
     return out[where], hit_any[where]
 
 
+def taken_units(pool: PoolView, keys: np.ndarray) -> np.ndarray:
+    """(N,) bool: the unit, or its whole frame, is labelled or queued."""
+    from rayal.selection.base import LABELED, QUEUED
+
+    frame_index, _ = split_keys(keys)
+    taken = np.isin(pool.status_of(keys), (LABELED, QUEUED))
+    whole = pool.status_of(unit_keys(frame_index, np.full(len(keys), -1)))
+    return taken | np.isin(whole, (LABELED, QUEUED))
+
+
 def sample_keys(keys: np.ndarray, size: int, seed: int) -> np.ndarray:
     """Seeded uniform sample (without replacement) of ``size`` keys, sorted; all if fewer."""
     keys = np.unique(np.asarray(keys, np.int64))

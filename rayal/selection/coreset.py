@@ -17,17 +17,11 @@ from __future__ import annotations
 import numpy as np
 
 from rayal.selection.base import (LABELED, QUEUED, Budget, PoolView, Query, ScoreTables, Strategy,
-                                  split_keys, unit_keys)
+                                  split_keys)
 from rayal.selection.common import (UNITS, check_choice, check_range, embedding_keys, level_of,
-                                    query_from_keys, read_embeddings, unit_budget)
+                                    query_from_keys, read_embeddings, taken_units, unit_budget)
 from rayal.selection.registry import register_strategy
 
-
-def _taken(pool: PoolView, keys: np.ndarray) -> np.ndarray:
-    """(N,) bool: the unit, or its whole frame, is labelled or queued."""
-    frame_index, _ = split_keys(keys)
-    taken = np.isin(pool.status_of(keys), (LABELED, QUEUED))
-    return taken | np.isin(pool.status_of(unit_keys(frame_index, np.full(len(keys), -1))), (LABELED, QUEUED))
 
 
 def min_distances(points: np.ndarray, centres: np.ndarray, chunk: int = 4096,
@@ -97,7 +91,7 @@ class CoreSet(Strategy):
         keys = embedding_keys(tables, self.unit, pool)  # sorted unique: order-independent result
         frame_index, region_id = split_keys(keys)
         candidates = pool.selectable(frame_index, region_id)
-        taken = _taken(pool, keys)
+        taken = taken_units(pool, keys)
         if not candidates.any():
             return Query.empty()
         x, _ = read_embeddings(tables, self.unit, pool, keys)

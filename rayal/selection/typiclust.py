@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rayal.selection.base import (LABELED, QUEUED, Budget, PoolView, Query, ScoreTables, Strategy,
-                                  split_keys, unit_keys)
+from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy, split_keys
 from rayal.selection.common import (UNITS, check_choice, check_range, embedding_keys, level_of,
-                                    query_from_keys, read_embeddings, unit_budget)
+                                    query_from_keys, read_embeddings, taken_units, unit_budget)
 from rayal.selection.registry import register_strategy
 
 
@@ -107,9 +106,7 @@ class TypiClust(Strategy):
         keys = embedding_keys(tables, self.unit, pool)
         frame_index, region_id = split_keys(keys)
         free = pool.selectable(frame_index, region_id)
-        whole = unit_keys(frame_index, np.full(len(keys), -1))
-        taken = np.isin(pool.status_of(keys), (LABELED, QUEUED)) | np.isin(pool.status_of(whole),
-                                                                              (LABELED, QUEUED))
+        taken = taken_units(pool, keys)
         free_keys = keys[free]
         if len(free_keys) > self.max_points:
             rng = np.random.default_rng(seed)
