@@ -130,8 +130,10 @@ class ScoringConfig(Section):
         10_000, ge=1, description="frames per committed part set of the score tables: a killed "
         "job resumed with --resume redoes at most this many (or commit_seconds' worth)")
     commit_seconds: float = Field(60.0, gt=0.0, description="commit a part set at least this often")
-    mode: Literal["mc_dropout", "multi_head"] = Field(
-        "mc_dropout", description="multi_head: the MADBAL model's maturity_score (needs madbal.enabled)")
+    mode: Literal["mc_dropout", "multi_head", "committee"] = Field(
+        "mc_dropout", description="multi_head: the MADBAL model's maturity_score (needs "
+        "madbal.enabled); committee: the train.committee.members models' outputs are the MC "
+        "samples (K x mc_samples with dropout inside each member; mc_samples 0: K)")
 
     @field_validator("measures")
     @classmethod
@@ -146,6 +148,8 @@ class ScoringConfig(Section):
     @model_validator(mode="after")
     def _mc_measures_need_samples(self) -> "ScoringConfig":
         needs_mc = [m for m in self.measures if m in MC_MEASURES]
+        if self.mode == "committee":   # K x T samples: checked with train.committee (RayalConfig)
+            return self
         if needs_mc and self.mc_samples < 2:
             raise ValueError(f"scoring.mc_samples must be >= 2 for {needs_mc}")
         if self.point_estimate == "mc_mean" and self.mc_samples < 2:
@@ -226,6 +230,25 @@ class RayalConfig(Section):
     def _multi_head_needs_madbal(self) -> "RayalConfig":
         if self.scoring.mode == "multi_head" and not self.madbal.enabled:
             raise ValueError("scoring.mode 'multi_head' needs madbal.enabled: true")
+        return self
+
+    @model_validator(mode="after")
+    def _committee_samples(self) -> "RayalConfig":
+        k, sc = self.train.committee.members, self.scoring
+        if sc.mode != "committee":
+            if k > 1:
+                raise ValueError(f"train.committee.members={k} trains a committee that only "
+                                 "scoring.mode 'committee' scores; set scoring.mode: committee "
+                                 "or train.committee.members: 1")
+            return self
+        samples = k * max(sc.mc_samples if sc.uses_mc else 0, 1)
+        needs = [m for m in sc.measures if m in MC_MEASURES]
+        if sc.point_estimate == "mc_mean":
+            needs.append("point_estimate mc_mean")
+        if needs and samples < 2:
+            raise ValueError(f"scoring.mode 'committee' with train.committee.members={k} and "
+                             f"scoring.mc_samples={sc.mc_samples} gives {samples} sample; {needs} "
+                             "need >= 2: raise train.committee.members")
         return self
 
     @model_validator(mode="after")

@@ -16,6 +16,28 @@ class AugmentConfig(Section):
     brightness: float = Field(0.2, ge=0.0, lt=1.0, description="brightness factor drawn in 1 +- b")
 
 
+class CommitteeConfig(Section):
+    """A committee of K models trained every round (query by committee; Suggestive Annotation's
+    four FCNs on bootstrap samples, Yang et al. 2017, Sec. 3.2; CEREALS' vote entropy).
+    Used by ``scoring.mode: committee``, where the member axis is the MC axis."""
+
+    members: int = Field(1, ge=1, description="K models trained per round (1: no committee)")
+    bootstrap: bool = Field(
+        True, description="each member trains on a bootstrap resample (with replacement, seeded "
+        "by run seed and member) of the labelled units; false: every member on all of them")
+    seed_offset: int = Field(
+        1, ge=0, description="member k trains (and draws its dropout masks) with seed + k * "
+        "seed_offset; 0 with bootstrap: false gives K identical members")
+    lead_on_all: bool = Field(
+        True, description="member 0 (the lead: evaluated for the learning curve, used for "
+        "pseudo-labels) trains on all labelled units with the run seed, as a single-model run "
+        "does; false: it takes a bootstrap resample too (the paper's committee)")
+    parallel: bool = Field(True, description="train the members at once, one Ray task (or Ray "
+                           "Train run, with train.num_workers >= 1) each; false: one after another")
+    cpus_per_member: float = Field(
+        0.5, gt=0.0, description="CPUs a member's Ray task reserves (train.num_workers: 0)")
+
+
 class TrainConfig(Section):
     """Supervised (re)training on the labelled set, through Ray Train."""
 
@@ -44,6 +66,7 @@ class TrainConfig(Section):
     pseudo_labels: bool = Field(True, description="use pseudo-labels when the strategy supplies them (CEAL)")
     masks_dir: str | None = Field(
         None, description="annotators' masks (<frame_id>.png) for labels: pool; None: the dataset's masks")
+    committee: CommitteeConfig = Field(default_factory=CommitteeConfig)
 
     @model_validator(mode="after")
     def _split_needs_list(self) -> "TrainConfig":
