@@ -28,8 +28,14 @@ class LoopConfig(Section):
     reference_dir: str | None = Field(None, description="where the full-supervision reference is "
                                       "cached; None: <output_dir>/full")
     reference_epochs: int | None = Field(None, ge=1, description="epochs of the full-supervision "
-                                         "reference; None: train.epochs. Warm-started runs train "
-                                         "every round on, so give the reference their total")
+                                         "reference; None: reference_factor x what one run's "
+                                         "model trains in all ((rounds + 1) x train.epochs when "
+                                         "warm-started with fixed rounds, else train.epochs)")
+    reference_factor: int = Field(1, ge=1, description="how many times a run's training the "
+                                  "derived reference gets: small models from scratch are far "
+                                  "from converged after one run's steps, and a reference below "
+                                  "the runs is no ceiling (rayal compare warns when a run ends "
+                                  "above it)")
     baseline: str | None = Field(None, description="also run this strategy (e.g. random) with "
                                  "the same seed, into <output_dir>/baseline_<name>")
     annotation: Literal["dominant", "one_pixel"] = Field(

@@ -151,8 +151,15 @@ def _flat(raw: dict, prefix: str = "") -> dict:
     return out
 
 
+# how a run is normalised, not what it does: a reference retrained since (e.g. longer) is
+# applied to finished runs by :func:`against_reference`
+_REFERENCE_KEYS = ("loop.full_miou", "loop.reference_dir", "loop.reference_epochs",
+                   "loop.reference_factor")
+
+
 def _comparable(raw: dict, ignore: tuple[str, ...]) -> dict:
-    return {k: v for k, v in _flat(raw).items() if k.split(".")[0] not in ignore}
+    return {k: v for k, v in _flat(raw).items()
+            if k.split(".")[0] not in ignore and k not in _REFERENCE_KEYS}
 
 
 def check_same_config(config: RayalConfig, ignore: tuple[str, ...] = _RUNTIME_SECTIONS) -> None:
@@ -175,14 +182,29 @@ def check_same_config(config: RayalConfig, ignore: tuple[str, ...] = _RUNTIME_SE
 
 
 def run_one(config: RayalConfig, *, progress: bool = True) -> tuple[dict, bool]:
-    """Run (or resume, or read back) one run; returns its summary and whether it was skipped."""
+    """Run (or resume, or read back) one run; returns its summary and whether it was skipped.
+    A run read back is measured against today's reference (:func:`against_reference`)."""
     from rayal.pipeline.experiment import SUMMARY_FILE, run_experiment
+    from rayal.pipeline.reference import full_supervision_miou
 
     check_same_config(config)
     done = join_uri(config.output_dir, SUMMARY_FILE)
     if exists(done):
-        return read_json(done), True
+        return against_reference(config, read_json(done), full_supervision_miou(config)), True
     return run_experiment(config, resume=True, progress=progress), False
+
+
+def against_reference(config: RayalConfig, summary: dict, full_miou: float) -> dict:
+    """``summary`` with its curve figures (AuALC, budgets to 90 / 95 %) recomputed from the
+    run's ``rounds.parquet`` against ``full_miou`` when the run was normalised by another
+    reference (one retrained since, e.g. longer): every run of a comparison is measured
+    against one ceiling."""
+    from rayal.pipeline.experiment import ROUNDS_FILE, curve_metrics
+
+    if summary.get("full_miou") is not None and math.isclose(summary["full_miou"], full_miou):
+        return summary
+    rows = read_table(join_uri(config.output_dir, ROUNDS_FILE)).to_pylist()
+    return dict(summary, **curve_metrics(rows, full_miou))
 
 
 def run_labels(config: RayalConfig) -> list[str]:
@@ -279,7 +301,20 @@ def comparison_table(config: RayalConfig, summaries: list[dict]) -> str:
     ranked = sorted((e for e in stats if e["aualc"]), key=lambda e: -np.mean(e["aualc"]))
     if ranked:
         lines += ["", "ranking by mean AuALC: " + " > ".join(e["strategy"] for e in ranked)]
-    return "\n".join(lines)
+    return "\n".join(lines + ceiling_warning(summaries))
+
+
+def ceiling_warning(summaries: list[dict]) -> list[str]:
+    """A warning line when runs end above the full-supervision reference (then it is no
+    ceiling: AuALC above 1 and '95 % of full supervision' say little); [] otherwise."""
+    above = [s for s in summaries if s["final_miou"] is not None and s["final_miou"] > s["full_miou"]]
+    if not above:
+        return []
+    best = max(s["final_miou"] for s in above)
+    return ["", f"WARNING: {len(above)} of {len(summaries)} runs end above the full-supervision "
+            f"reference ({best:.4f} > {above[0]['full_miou']:.4f}): it is not a ceiling; train it "
+            f"longer (loop.reference_factor or loop.reference_epochs) and rerun the comparison "
+            f"(finished runs are read back and measured against the new reference)"]
 
 
 def _ci(v: dict | None) -> str:
@@ -348,6 +383,7 @@ def finished_runs(config: RayalConfig) -> tuple[list[RayalConfig], list[dict]]:
     """The runs of ``config.compare`` that have a ``summary.json`` (same setting checked), and
     their summaries labelled with the comparison label; nothing is run."""
     from rayal.pipeline.experiment import SUMMARY_FILE
+    from rayal.pipeline.reference import cached_reference_miou
 
     done, summaries = [], []
     for run, label in zip(run_configs(config), run_labels(config)):
@@ -355,7 +391,10 @@ def finished_runs(config: RayalConfig) -> tuple[list[RayalConfig], list[dict]]:
         if exists(path):
             check_same_config(run)
             done.append(run)
-            summaries.append(dict(read_json(path), strategy=label))
+            summary, full = read_json(path), cached_reference_miou(run)
+            if full is not None:
+                summary = against_reference(run, summary, full)
+            summaries.append(dict(summary, strategy=label))
     if not done:
         raise ConfigError(f"{config.output_dir} holds no finished run of this comparison")
     return done, summaries

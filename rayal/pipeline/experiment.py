@@ -241,18 +241,25 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
 def summarize(rows: list[dict], full_miou: float, total: int, config: RayalConfig,
               seconds: float) -> dict:
     """AuALC over the labelled fraction, final mIoU, budget to 90 / 95 % of full supervision."""
-    x = [row["labelled_fraction"] for row in rows]
-    y = [row["miou"] for row in rows]
     return {
         "strategy": config.selection.strategy, "seed": config.seed, "rounds": len(rows),
         "unit": config.pool.unit, "units_total": total,
         "labelled_units": rows[-1]["labelled_units"] if rows else 0,
-        "aualc": aualc(x, y, full_miou) if len(rows) > 1 else None,
-        "final_miou": y[-1] if y else None, "full_miou": full_miou,
-        "budget_to_90": budget_to_reach(x, y, full_miou, 0.90),
-        "budget_to_95": budget_to_reach(x, y, full_miou, 0.95),
+        **curve_metrics(rows, full_miou),
         "clicks": rows[-1]["cum_clicks"] if rows else 0, "seconds": seconds,
     }
+
+
+def curve_metrics(rows: list[dict], full_miou: float) -> dict:
+    """The learning curve's figures against one reference: ``aualc`` (None under two rounds),
+    ``final_miou``, ``full_miou``, ``budget_to_90`` / ``budget_to_95`` (labelled fraction of the
+    first round reaching 90 / 95 % of ``full_miou``; None: never)."""
+    x = [row["labelled_fraction"] for row in rows]
+    y = [row["miou"] for row in rows]
+    return {"aualc": aualc(x, y, full_miou) if len(rows) > 1 else None,
+            "final_miou": y[-1] if y else None, "full_miou": full_miou,
+            "budget_to_90": budget_to_reach(x, y, full_miou, 0.90),
+            "budget_to_95": budget_to_reach(x, y, full_miou, 0.95)}
 
 
 def run_with_baseline(config: RayalConfig, *, resume: bool = False, progress: bool = True) -> list[dict]:

@@ -191,3 +191,24 @@ def test_finished_only_writes_the_table_of_finished_runs_and_runs_nothing(compar
     verdicts = json.loads((out / "verdicts.json").read_text())
     assert verdicts["entropy"]["seeds"] == 1 and "verdict" not in verdicts["random"]
     assert "2 strategies x 1 seed(s)" in result["table"]
+
+
+def test_a_new_reference_remeasures_finished_runs_and_a_low_one_is_flagged(compared, capsys):
+    """A reference changed since the runs finished (here loop.full_miou; likewise one retrained
+    longer) is the same setting: the runs are read back, not rerun, and their AuALC and budgets
+    are recomputed against it; a reference below the runs' final mIoU is called out."""
+    tmp, path = compared
+    out = tmp / "cmp"
+    run = out / "random" / "seed0"
+    stamp = (run / "rounds.parquet").stat().st_mtime_ns
+    before = json.loads((run / "summary.json").read_text())
+    capsys.readouterr()
+    low = before["final_miou"] / 2
+    assert main(["compare", str(path), "--no-progress", "--set", f"loop.full_miou={low}"]) == 0
+    assert (run / "rounds.parquet").stat().st_mtime_ns == stamp   # read back, not rerun
+    rows = [r for r in pq.read_table(out / "comparison.parquet").to_pylist() if r["strategy"] == "random"]
+    assert all(r["full_miou"] == pytest.approx(low) for r in rows)
+    assert rows[0]["aualc"] == pytest.approx(before["aualc"] * 0.5 / low)
+    assert rows[0]["budget_to_95"] == pytest.approx(rows[0]["labelled_fraction"])  # reached at once
+    printed = capsys.readouterr().out
+    assert "WARNING" in printed and "not a ceiling" in printed
