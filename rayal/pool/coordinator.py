@@ -17,12 +17,8 @@ named actor ``rayal-pool-<project>``.
 from __future__ import annotations
 
 import atexit
-import hashlib
-import importlib
-import importlib.util
 import logging
 import os
-import sys
 import time
 
 import numpy as np
@@ -33,37 +29,11 @@ from rayal.config.sections import PoolConfig
 from rayal.data import has_scheme, join_uri
 from rayal.pool.journal import Journal, JournalCorruptError
 from rayal.pool.lock import PoolLockedError, StateDirLock, current_holder
+from rayal.core.plugins import load_plugins  # noqa: F401  (re-exported: rayal.pool.load_plugins)
 from rayal.pool.state import PoolState, Record, apply_record
 from rayal.selection.base import STATUS_NAMES, Budget, PoolView, ScoreTables, split_keys
 
 log = logging.getLogger("rayal.pool")
-
-
-def load_plugins(plugins=()) -> None:
-    """Import strategy plugins (module names, or ``.py`` files) so they register their strategies.
-
-    A file is imported once per process under a name derived from its absolute path, so
-    loading it again (every ``select`` carries its plugins, which survives actor restarts)
-    is a no-op.
-    """
-    for spec in plugins or ():
-        if not str(spec).endswith(".py"):
-            importlib.import_module(str(spec))
-            continue
-        path = os.path.abspath(str(spec))
-        name = "rayal_plugin_" + hashlib.sha1(path.encode()).hexdigest()[:12]
-        if name in sys.modules:
-            continue
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise ImportError(f"cannot import strategy plugin {path}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        try:
-            module_spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
 
 
 def coordinator_name(project: str) -> str:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from rayal.core.measures import AGGREGATES, PIXEL_MEASURES
+from rayal.core.tables import score_column
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy
 from rayal.selection.common import (UNITS, check_choice, level_of, load_units, query_from_rows,
                                     rank_top, unit_budget)
 from rayal.selection.registry import register_strategy
 
-MEASURES = ("entropy", "margin", "least_confidence", "bald", "vote_entropy", "variance")
-AGGREGATES = ("mean", "max")
+MEASURES = PIXEL_MEASURES   # live view of the measure registry
 
 
 def pseudo_label_threshold(round_index: int, delta0: float = 0.005,
@@ -70,6 +71,18 @@ class CEAL(Strategy):
 
     level = "image"
 
+    @classmethod
+    def round_params(cls, params: dict, context) -> dict:
+        """The pseudo-label threshold shrinks with the AL round: ``round_index`` from the run."""
+        return {"round_index": context.round_index}
+
+    @classmethod
+    def training_extras(cls, params: dict) -> dict:
+        """``pseudo_label_threshold`` of the round (entropy, nats) for CEAL's pseudo-labels."""
+        return {"pseudo_label_threshold": pseudo_label_threshold(
+            params.get("round_index", 0), params.get("delta0", 0.005),
+            params.get("delta_decay", 0.00033))}
+
     def __init__(self, unit: str = "image", measure: str = "entropy", aggregate: str = "mean",
                  delta0: float = 0.005, delta_decay: float = 0.00033, round_index: int = 0):
         check_choice("unit", unit, UNITS)
@@ -84,7 +97,7 @@ class CEAL(Strategy):
 
     @property
     def column(self) -> str:
-        return f"{self.measure}_{self.aggregate}"
+        return score_column(self.measure, self.aggregate)
 
     def _extras(self) -> dict:
         return {"pseudo_label_threshold": self.threshold, "pseudo_label_measure": "entropy",

@@ -62,6 +62,7 @@ class Cereals(Strategy):
     """
 
     level = "region"
+    units = "region"
     supports_cost = True
 
     def __init__(self, score: str = "entropy_mean", unit: str = "patch", cost_a: float = 1.0,

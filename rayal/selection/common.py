@@ -23,11 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rayal.core.units import REGION_UNITS, UNITS, get_unit  # noqa: F401  (live registry views)
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy, split_keys, unit_keys
-
-UNITS = ("image", "patch", "superpixel")
-REGION_UNITS = ("patch", "superpixel")
-EMBEDDING_UNIT = {"image": "frame", "patch": "patch", "superpixel": "superpixel"}
 
 
 # ---------------------------------------------------------------- parameters
@@ -60,13 +57,13 @@ def check_range(param: str, value, low: float | None = None, high: float | None 
 
 
 def level_of(unit: str) -> str:
-    """Strategy level for a unit kind: ``"image"`` or ``"region"``."""
-    return "image" if unit == "image" else "region"
+    """Strategy level for a unit kind (unit registry): ``"image"`` or ``"region"``."""
+    return get_unit(unit).level
 
 
 def table_of(unit: str) -> str:
-    """Score table holding the rows of a unit kind: ``"frames"`` or ``"regions"``."""
-    return "frames" if unit == "image" else "regions"
+    """Score table holding the rows of a unit kind (unit registry): ``"frames"`` or ``"regions"``."""
+    return get_unit(unit).table
 
 
 def unit_budget(budget: Budget, strategy: Strategy) -> int:
@@ -179,13 +176,13 @@ def load_units(tables: ScoreTables, unit: str, pool: PoolView, columns: Sequence
     """
     check_choice("unit", unit, UNITS)
     name = table_of(unit)
-    ids = ["frame_id"] if unit == "image" else ["frame_id", "region_id", "unit"]
+    ids = ["frame_id"] if name == "frames" else ["frame_id", "region_id", "unit"]
     require_columns(tables, name, ids + list(columns))
     have = tables.columns(name)
     wanted = list(dict.fromkeys(ids[:2] + list(columns) + [c for c in optional if c in have]))
-    filt = None if unit == "image" else pc.field("unit") == unit
+    filt = None if name == "frames" else pc.field("unit") == unit
     table = tables.read(name, columns=wanted, filter=filt)
-    if unit == "image":
+    if name == "frames":
         region_id = np.full(table.num_rows, -1, np.int64)
     else:
         region_id = pc.fill_null(table.column("region_id"), -2).to_numpy().astype(np.int64)
@@ -317,13 +314,13 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 def _embedding_filter(unit: str):
     check_choice("unit", unit, UNITS)
-    return pc.field("unit") == EMBEDDING_UNIT[unit]
+    return pc.field("unit") == get_unit(unit).embedding_unit
 
 
 def _batch_keys(batch, unit: str, pool: PoolView) -> tuple[np.ndarray, np.ndarray]:
     """(in_pool mask, keys of the in-pool rows) for a batch of embeddings rows."""
     frame_index = pool.frame_index(batch.column("frame_id"))
-    if unit == "image":
+    if level_of(unit) == "image":
         region_id = np.full(len(frame_index), -1, np.int64)
     else:
         region_id = pc.fill_null(batch.column("region_id"), -2).to_numpy().astype(np.int64)

@@ -102,6 +102,7 @@ class MADBAL(Strategy):
     """
 
     level = "region"
+    units = "region"
 
     def __init__(self, unit: str = "superpixel", num_clusters: int = 9,
                  score_column: str = DEFAULT_SCORE, one_pixel: bool = False,

@@ -219,6 +219,15 @@ class MEAL(Strategy):
     """
 
     level = "region"
+    units = "region"
+
+    @classmethod
+    def round_params(cls, params: dict, context) -> dict:
+        """MEAL: one UMAP for the run, fitted on the initial model's features (round 0's
+        scores) with the run's seed; MEAL-FT refits on each round's candidates."""
+        if params.get("fine_tune") or context.initial_scores is None:
+            return {}
+        return {"manifold_from": context.initial_scores(), "umap_seed": context.seed}
 
     def __init__(self, unit: str = "patch", n_candidates: int = 200, umap_sample: int = UMAP_SAMPLE,
                  n_neighbors: int = 15, fine_tune: bool = False, manifold_from: str | None = None,

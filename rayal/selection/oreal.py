@@ -25,10 +25,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rayal.core.units import REGION_UNITS
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy, unit_keys
 from rayal.selection.registry import register_strategy
 
-UNITS = ("patch", "superpixel")
+UNITS = REGION_UNITS   # live view of the unit registry
 
 
 def class_budget(n_c, Q: int) -> np.ndarray:
@@ -173,6 +174,7 @@ class OREAL(Strategy):
     """
 
     level = "region"
+    units = "region"
 
     def __init__(self, unit: str = "superpixel", num_classes: int | None = None,
                  batch_size: int = 1 << 20):

@@ -4,44 +4,53 @@
     class TopK(Strategy): ...
 
 ``get_strategy("entropy", aggregate="max")`` builds it with the name's defaults
-overridden by the given parameters.
+overridden by the given parameters. The registry itself lives in :mod:`rayal.core.strategy`;
+every module of this package is discovered and imported on the first lookup, so a new
+strategy module registers itself by existing. Plugins outside rayal are imported with
+:func:`rayal.core.load_plugins` (``selection.plugins`` in the config, ``--plugin``).
 """
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+import pkgutil
 
-from rayal.selection.base import Strategy
+from rayal.core.strategy import register_strategy, registered, strategy_entry, strategy_info  # noqa: F401
+from rayal.core.strategy import Strategy  # noqa: F401
 
-_REGISTRY: dict[str, tuple[type[Strategy], dict]] = {}
-
-# modules that register strategies when imported (one strategy per module)
-STRATEGY_MODULES = ("random", "topk", "oreal", "madbal", "meal", "ceal", "suggestive",
-                    "coreset", "density", "cereals", "vaal", "typiclust")
+# modules of this package that hold helpers, not strategies (not imported by discovery)
+_NOT_STRATEGIES = frozenset({"base", "common", "registry", "diversity", "hashing", "spill"})
+_loaded = False
 
 
-def register_strategy(name: str, **defaults) -> Callable[[type[Strategy]], type[Strategy]]:
-    def wrap(cls: type[Strategy]) -> type[Strategy]:
-        if name in _REGISTRY and _REGISTRY[name][0] is not cls:
-            raise ValueError(f"strategy {name!r} is already registered by {_REGISTRY[name][0]}")
-        _REGISTRY[name] = (cls, dict(defaults))
-        return cls
-    return wrap
+def strategy_modules() -> tuple[str, ...]:
+    """Modules of :mod:`rayal.selection` discovered as strategy modules, sorted."""
+    import rayal.selection as package
+
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(package.__path__)
+                        if m.name not in _NOT_STRATEGIES and not m.name.startswith("_")))
+
+
+# kept for callers that listed the built-in modules; derived, not maintained by hand
+STRATEGY_MODULES = strategy_modules()
 
 
 def _load_all() -> None:
-    for module in STRATEGY_MODULES:
+    global _loaded
+    if _loaded:
+        return
+    for module in strategy_modules():
         try:
             importlib.import_module(f"rayal.selection.{module}")
         except ModuleNotFoundError as err:
             if err.name != f"rayal.selection.{module}":
                 raise
+    _loaded = True
 
 
 def list_strategies() -> list[str]:
     """Names of every registered strategy, sorted."""
     _load_all()
-    return sorted(_REGISTRY)
+    return sorted(registered())
 
 
 def get_strategy(name: str, **params) -> Strategy:
@@ -50,13 +59,14 @@ def get_strategy(name: str, **params) -> Strategy:
     The batch-diversity parameters (``diversity``, ``n_candidates``, ``dedup_threshold``,
     ``sequence_key``, ... see :mod:`rayal.selection.diversity`) are taken out and, when they
     ask for anything, wrap the strategy in that stage; every strategy composes with it.
+
+    Raises:
+        ValueError: unknown ``name`` (naming the known ones) or a bad parameter.
     """
     from rayal.selection.diversity import Diverse, split_diversity_params, wants_diversity
 
     _load_all()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown strategy {name!r}; choose from {sorted(_REGISTRY)}")
-    cls, defaults = _REGISTRY[name]
+    cls, defaults = strategy_entry(name)
     params, diversity = split_diversity_params(params, cls)
     strategy = cls(**{**defaults, **params})
     strategy.name = name
@@ -64,3 +74,9 @@ def get_strategy(name: str, **params) -> Strategy:
         strategy = Diverse(strategy, **diversity)
         strategy.name = name
     return strategy
+
+
+def get_strategy_info(name: str):
+    """:class:`rayal.core.StrategyInfo` of ``name`` (built-in modules discovered first)."""
+    _load_all()
+    return strategy_info(name)

@@ -1,10 +1,11 @@
 """Top-B uncertainty: rank units by one score column and take the best B.
 
-Registered names (each binds ``measure``): ``entropy``, ``margin``,
-``least_confidence``, ``bald``, ``vote_entropy``, ``variance`` (column
-``{measure}_{aggregate}`` of the frames table for ``unit="image"``, of the regions
-table for ``"patch"`` / ``"superpixel"``) and ``area_disagreement`` (frame column
-``area_disagreement``; image level only).
+Registered names (each binds ``measure``): one per measure of the measure registry
+(:mod:`rayal.core.measures`), including measures a plugin registers later. Pixel measures
+(``entropy``, ``margin``, ``least_confidence``, ``bald``, ``vote_entropy``, ``variance``, ...)
+rank column ``{measure}_{aggregate}`` of the frames table for image-level units and of the
+regions table for region units; frame measures (``area_disagreement``) rank their frame
+column, image level only.
 
 Scale: reads two columns (``frame_id`` and the score), one ``np.partition`` over
 the scored rows, then sorts and checks pool status only for the ~B best (widening
@@ -15,34 +16,37 @@ from __future__ import annotations
 
 import numpy as np
 
+from rayal.core.measures import (AGGREGATES, FRAME_MEASURES, PIXEL_MEASURES, get_measure,
+                                 on_measure_registered)
+from rayal.core.tables import score_column
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy
 from rayal.selection.common import (UNITS, check_choice, level_of, load_units, query_from_rows,
                                     rank_top, unit_budget)
 from rayal.selection.registry import register_strategy
 
-MEASURES = ("entropy", "margin", "least_confidence", "bald", "vote_entropy", "variance")
-AGGREGATES = ("mean", "max")
+MEASURES = PIXEL_MEASURES   # live view of the measure registry
 
-
-def score_column(measure: str, aggregate: str) -> str:
-    """Column name of a measure in the score tables."""
-    return "area_disagreement" if measure == "area_disagreement" else f"{measure}_{aggregate}"
+__all__ = ["AGGREGATES", "MEASURES", "TopK", "score_column"]
 
 
 class TopK(Strategy):
     """Highest ``{measure}_{aggregate}`` first; ties by frame_id then region_id.
 
-    measure: one of MEASURES or ``"area_disagreement"``.
+    measure: a registered measure (pixel measures, or a frame measure such as ``"area_disagreement"``).
     aggregate: ``"mean"`` | ``"max"`` (pixel-to-unit reduction; ignored by area_disagreement).
     unit: ``"image"`` | ``"patch"`` | ``"superpixel"``.
     """
 
     def __init__(self, measure: str = "entropy", aggregate: str = "mean", unit: str = "image"):
-        check_choice("measure", measure, MEASURES + ("area_disagreement",))
+        check_choice("measure", measure, FRAME_MEASURES)
         check_choice("aggregate", aggregate, AGGREGATES)
         check_choice("unit", unit, UNITS)
-        if measure == "area_disagreement" and unit != "image":
-            raise ValueError(f"unit must be 'image' for area_disagreement (a frame score), got {unit!r}")
+        spec = get_measure(measure)
+        if spec.kind == "frame" and level_of(unit) != "image":
+            raise ValueError(f"unit must be 'image' for {measure} (a frame score), got {unit!r}")
+        if spec.kind == "pixel" and aggregate not in spec.aggregations:
+            raise ValueError(f"aggregate must be one of {list(spec.aggregations)} for {measure}, "
+                             f"got {aggregate!r}")
         self.measure, self.aggregate, self.unit = measure, aggregate, unit
         self.level = level_of(unit)
         self.column = score_column(measure, aggregate)
@@ -58,5 +62,12 @@ class TopK(Strategy):
         return query_from_rows(rows, picked, values, reasons, extras={"nan_skipped": nan_skipped})
 
 
-for _measure in MEASURES + ("area_disagreement",):
-    register_strategy(_measure, measure=_measure)(TopK)
+def _register_top_k(spec) -> None:
+    """One top-k strategy per registered measure, named like it (unless the name is taken)."""
+    from rayal.core.strategy import registered
+
+    if spec.name not in registered():
+        register_strategy(spec.name, measure=spec.name)(TopK)
+
+
+on_measure_registered(_register_top_k)

@@ -22,6 +22,8 @@ class Vaal(Strategy):
     """Top-B frames by ``vaal_score``. unit: ``"image"`` only."""
 
     level = "image"
+    units = ("image",)
+    score_source = "vaal"   # the loop runs rayal.pipeline.vaal_job first and selects from its tables
 
     def __init__(self, unit: str = "image"):
         if unit != "image":
