@@ -9,13 +9,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-PIXEL_MEASURES = ("entropy", "margin", "least_confidence", "bald", "vote_entropy", "variance")
-MC_MEASURES = ("bald", "vote_entropy", "variance", "area_disagreement")
-FRAME_MEASURES = PIXEL_MEASURES + ("area_disagreement",)
-ALL_MEASURES = FRAME_MEASURES + ("ovr_entropy",)
+from rayal.core.measures import FRAME_MEASURES, MC_MEASURES, PIXEL_MEASURES, measure_names
+from rayal.core.names import NameView
+from rayal.core.plugins import load_plugins
+from rayal.core.units import get_unit, unit_names
 
+# live views of the measure registry (rayal.core.measures): a plugin's measure is valid here
+ALL_MEASURES = NameView(lambda: measure_names() + ("ovr_entropy",))
 
-from rayal.config.base import Section
+from rayal.config.base import Section  # noqa: E402
 from rayal.config.experiment import CompareConfig, LoopConfig, TuneConfig
 from rayal.config.serve import ServeConfig
 from rayal.config.training import MadbalConfig, TrainConfig, VaalConfig
@@ -112,7 +114,8 @@ class ScoringConfig(Section):
         description="p used by entropy/margin/least_confidence/ovr: plain forward or MC mean")
     dice: Literal["macro", "joint"] = "macro"
     aggregate: list[Literal["mean", "max"]] = Field(default_factory=lambda: ["mean", "max"])
-    units: list[Literal["patch", "superpixel"]] = Field(default_factory=lambda: ["patch"])
+    units: list[str] = Field(default_factory=lambda: ["patch"],
+                             description="region units scored (rayal.core unit registry)")
     grid: tuple[int, int] = (4, 4)
     superpixel: SuperpixelConfig = Field(default_factory=SuperpixelConfig)
     region_cache: str | None = Field(
@@ -134,6 +137,15 @@ class ScoringConfig(Section):
         "mc_dropout", description="multi_head: the MADBAL model's maturity_score (needs "
         "madbal.enabled); committee: the train.committee.members models' outputs are the MC "
         "samples (K x mc_samples with dropout inside each member; mc_samples 0: K)")
+
+    @field_validator("units")
+    @classmethod
+    def _region_units(cls, values: list[str]) -> list[str]:
+        known = unit_names("region")
+        unknown = [u for u in values if u not in known]
+        if unknown:
+            raise ValueError(f"unknown region unit(s) {unknown}; choose from {list(known)}")
+        return values
 
     @field_validator("measures")
     @classmethod
@@ -184,6 +196,9 @@ class SelectionConfig(Section):
     params: dict = Field(default_factory=dict, description="strategy parameters")
     budget: int | None = Field(16, ge=0, description="units per round")
     budget_cost: float | None = Field(None, ge=0, description="clicks per round (cost-aware)")
+    plugins: list[str] = Field(
+        default_factory=list, description="modules or .py files imported first: they register "
+        "strategies, measures and units (rayal run / compare / tune / pool select)")
 
     @model_validator(mode="after")
     def _one_budget(self) -> "SelectionConfig":
@@ -196,13 +211,19 @@ class PoolConfig(Section):
     """The durable pool state of one project and its coordinator actor."""
 
     project: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
-    unit: Literal["image", "patch", "superpixel"] = "image"
+    unit: str = Field("image", description="annotation unit (rayal.core unit registry)")
     state_dir: str = Field("runs/pool", description="journal + snapshots, local or s3://")
     namespace: str = "rayal"
     lease_seconds: float = Field(7 * 24 * 3600.0, gt=0)
     snapshot_every: int = Field(10_000, ge=1, description="journal records between snapshots")
     lock_ttl: float = Field(60.0, ge=2, description="seconds the one-writer lease of state_dir "
                             "lasts unless renewed (a crashed holder blocks at most this long)")
+
+    @field_validator("unit")
+    @classmethod
+    def _known_unit(cls, value: str) -> str:
+        get_unit(value)   # ValueError naming the unit and the registered ones
+        return value
 
 
 class RayalConfig(Section):
@@ -225,6 +246,20 @@ class RayalConfig(Section):
     compare: CompareConfig = Field(default_factory=CompareConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, data):
+        """Import ``selection.plugins`` before the sections are validated, so that their units,
+        measures and strategies are known to the checks below."""
+        selection = data.get("selection") if isinstance(data, dict) else None
+        plugins = selection.get("plugins") if isinstance(selection, dict) else None
+        if isinstance(plugins, (list, tuple)) and all(isinstance(p, str) for p in plugins):
+            try:
+                load_plugins(plugins)
+            except ImportError as err:
+                raise ValueError(f"selection.plugins: {err}") from None
+        return data
 
     @model_validator(mode="after")
     def _multi_head_needs_madbal(self) -> "RayalConfig":
