@@ -40,16 +40,26 @@ def add_pool_parser(subparsers) -> argparse.ArgumentParser:
     select.add_argument("--owner", default="annotators", help="lease owner of the queued units")
     select.add_argument("--plugin", action="append", default=[],
                         help="module or .py file registering extra strategies (repeatable)")
-    export = sub.add_parser("export", help="write a round's query (parquet + JSON lines)")
+    export = sub.add_parser("export", help="write a round's query: parquet + JSON lines, COCO "
+                            "JSON or Label Studio tasks")
     _config_args(export)
     export.add_argument("--round", type=int, required=True)
     export.add_argument("--out", help="output directory (default <output_dir>/queries)")
-    export.add_argument("--format", choices=("rle", "polygon", "both"), default="rle")
-    ingest = sub.add_parser("ingest", help="summarise label masks of queued units and ingest them")
+    export.add_argument("--format", default="parquet", metavar="FORMAT",
+                        help="parquet (default), coco or labelstudio (rle / polygon / both: "
+                        "parquet with that --mask-format)")
+    export.add_argument("--mask-format", choices=("rle", "polygon", "both"), default="rle",
+                        help="region encoding of the parquet export")
+    export.add_argument("--labels", metavar="oracle|DIR", help="coco / labelstudio: include "
+                        "labels from the frames' registered masks (oracle) or <frame_id>.png in DIR")
+    ingest = sub.add_parser("ingest", help="summarise labels of queued units and ingest them")
     _config_args(ingest)
     source = ingest.add_mutually_exclusive_group(required=True)
-    source.add_argument("--masks", help="directory of <frame_id>.png / <frame_id>__<region>.png")
+    source.add_argument("--masks", help="labels: a directory of <frame_id>.png / "
+                        "<frame_id>__<region>.png (png), or a COCO / Label Studio JSON file")
     source.add_argument("--oracle", action="store_true", help="use the frames' registered masks")
+    ingest.add_argument("--format", default="png", metavar="FORMAT",
+                        help="format of --masks: png (default), coco or labelstudio")
     ingest.add_argument("--round", type=int, help="only units queued in this round")
     ingest.add_argument("--on-error", choices=("raise", "quarantine"), default="raise",
                         help="a bad mask rejects the batch (default) or quarantines its units")
@@ -157,24 +167,32 @@ def _select(config, handle, args) -> None:
 
 def _export(config, handle, args) -> None:
     from rayal.data import join_uri
-    from rayal.pool.export import export_query
+    from rayal.pool.formats import ExportRequest, get_exporter
 
+    fmt, mask_format = args.format, args.mask_format
+    if fmt in ("rle", "polygon", "both"):   # the mask format, as before formats were added
+        fmt, mask_format = "parquet", fmt
+    export = get_exporter(fmt)
     query = _get(handle.query.remote(args.round))
     frames = _get(handle.frames.remote(query.column("frame_id").unique().to_pylist()))
-    out = export_query(query, frames, args.out or join_uri(config.output_dir, "queries"),
-                       round_id=args.round, unit=config.pool.unit, scoring=config.scoring,
-                       data=config.data, mask_format=args.format)
-    print(f"exported {out['rows']} unit(s): {out['parquet']} {out['jsonl']}")
+    out = export(ExportRequest(query, frames, args.out or join_uri(config.output_dir, "queries"),
+                               args.round, config, labels=args.labels, mask_format=mask_format))
+    print(f"exported {out['rows']} unit(s) as {fmt}: {' '.join(out['files'])}")
 
 
 def _ingest(config, handle, args) -> None:
+    from rayal.pool.formats import IngestRequest, get_importer
     from rayal.pool.labels import label_summaries
 
+    importer = None if args.oracle else get_importer(args.format)
     units = _get(handle.units.remote("queued", args.round))
     frames = _get(handle.frames.remote(units.column("frame_id").unique().to_pylist()))
-    batch = label_summaries(units, frames, unit=config.pool.unit, data=config.data,
-                            scoring=config.scoring, masks_dir=None if args.oracle else args.masks,
-                            on_error="collect" if args.on_error == "quarantine" else "raise")
+    on_error = "collect" if args.on_error == "quarantine" else "raise"
+    if importer is None:
+        batch = label_summaries(units, frames, unit=config.pool.unit, data=config.data,
+                                scoring=config.scoring, on_error=on_error)
+    else:
+        batch = importer(IngestRequest(args.masks, units, frames, config, on_error=on_error))
     if batch.errors:
         ids = [(f, r, msg) for f, regions, msg in batch.errors for r in regions]
         f, r, msg = zip(*ids)
@@ -206,6 +224,16 @@ def cmd_pool(args: argparse.Namespace) -> int:
     if args.pool_command == "select":   # a bad strategy or params: named before Ray starts
         load_plugins(args.plugin)
         check_selection(config)
+    if args.pool_command in ("export", "ingest"):   # an unknown format: named before Ray starts
+        from rayal.pool.formats import get_exporter, get_importer
+
+        try:
+            if args.pool_command == "export" and args.format not in ("rle", "polygon", "both"):
+                get_exporter(args.format)
+            elif args.pool_command == "ingest" and not args.oracle:
+                get_importer(args.format)
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
     if args.pool_command == "init":   # the whole split, not batch by batch; as `rayal score`
         check_unique_frame_ids(config.data)
     init_ray(config.ray)

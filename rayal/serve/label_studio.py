@@ -144,6 +144,14 @@ def prediction_results(labels: np.ndarray, region: np.ndarray, control: dict,
     return out
 
 
+def task_data(round_id: int, frame_id: str, region_id: int, rank: int, query_size: int,
+              image: str) -> dict:
+    """The ``data`` of the Label Studio task of one unit (see the module docstring)."""
+    return {"image": image, "rayal_task": task_id(round_id, frame_id, region_id),
+            "frame_id": frame_id, "region_id": int(region_id), "round": int(round_id),
+            "rank": int(rank), "priority": 1.0 - int(rank) / max(int(query_size), 1)}
+
+
 def resolve_task(data, current_round) -> str:
     """Label Studio task ``data`` -> rayal task id (see the module docstring); TaskError 422."""
     if not isinstance(data, dict):
@@ -173,5 +181,5 @@ def signing_key(tokens) -> bytes:
     return hashlib.sha256(("rayal-ls-image:" + ",".join(digests)).encode()).digest()
 
 
-__all__ = ["parse_label_config", "results_to_mask", "prediction_results", "resolve_task",
+__all__ = ["parse_label_config", "results_to_mask", "prediction_results", "resolve_task", "task_data",
            "class_labels", "image_signature", "signing_key"]

@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse, Response
 
 from rayal.serve.label_studio import (class_labels, image_signature, parse_label_config,
                                       prediction_results, resolve_task, results_to_mask,
-                                      signing_key)
+                                      signing_key, task_data)
 from rayal.serve.leases import TaskError, parse_task_id
 
 TRAIN_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
@@ -82,8 +82,7 @@ class LabelStudioBackend:
     def current_round(self):
         from rayal.serve.app import unwrap
 
-        rounds = unwrap(self.svc.pool.status.remote())["per_round"]
-        return max(rounds) if rounds else None
+        return unwrap(self.svc.desk.current_round.remote())
 
     def priority(self, tid: str) -> float:
         """1 - rank / len(query) of the unit in its round's query; 0.0 outside it."""
@@ -163,9 +162,7 @@ class LabelStudioBackend:
             tid = task_id(round_id, f, r)
             image = (f"{base_url.rstrip('/')}/labelstudio/image/{tid}"
                      f"?sig={image_signature(self.key, tid)}")
-            out.append({"data": {"image": image, "rayal_task": tid, "frame_id": f,
-                                 "region_id": int(r), "round": round_id, "rank": int(k),
-                                 "priority": 1.0 - int(k) / max(q.num_rows, 1)}})
+            out.append({"data": task_data(round_id, f, r, k, q.num_rows, image)})
         return out
 
 
