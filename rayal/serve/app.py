@@ -49,6 +49,17 @@ def unwrap(ref):
         raise (cause if isinstance(cause, BaseException) else err) from None
 
 
+async def aunwrap(ref):
+    """``await`` an ObjectRef (the event loop keeps serving), raising the actor's own exception."""
+    import ray
+
+    try:
+        return await ref
+    except ray.exceptions.RayTaskError as err:
+        cause = getattr(err, "cause", None)
+        raise (cause if isinstance(cause, BaseException) else err) from None
+
+
 class Service:
     """What the routes share: config, tokens, actor handles, caches."""
 
@@ -69,6 +80,7 @@ class Service:
         self.jobs = ray.get_actor(runner_name(self.project), namespace=ns)
         self.predictor = Predictor(self.config, serve_dir)
         self._lock = threading.Lock()
+        self._uris: dict[str, str] = {}   # frame -> uri (registered frames never change)
         self.region_map = lru_cache(maxsize=256)(self._region_map)
 
     # --- helpers -----------------------------------------------------------------------------
@@ -79,10 +91,13 @@ class Service:
                             f"{self.project!r})")
 
     def frame_uri(self, frame_id: str, unit: str | None = None) -> str:
-        frames = unwrap(self.pool.frames.remote([frame_id]))
-        if frames.num_rows == 0:
-            raise TaskError(404, f"frame {frame_id!r} is not registered in the pool", unit)
-        return frames.column("uri")[0].as_py()
+        uri = self._uris.get(frame_id)
+        if uri is None:
+            frames = unwrap(self.pool.frames.remote([frame_id]))
+            if frames.num_rows == 0:
+                raise TaskError(404, f"frame {frame_id!r} is not registered in the pool", unit)
+            uri = self._uris[frame_id] = frames.column("uri")[0].as_py()
+        return uri
 
     def _region_map(self, frame_id: str, uri: str) -> np.ndarray:
         from rayal.pool.export import frame_region_map
@@ -224,4 +239,4 @@ def build_app(config: dict, serve_dir: str, tokens: list[dict]) -> FastAPI:
     return app
 
 
-__all__ = ["Service", "build_app", "read_json", "png_base64", "unwrap", "Response"]
+__all__ = ["Service", "build_app", "read_json", "png_base64", "unwrap", "aunwrap", "Response"]

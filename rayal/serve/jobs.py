@@ -111,8 +111,22 @@ class JobRunner:
         params = selection_params(self.config, strategy, None if own else (p.get("params") or {}))
         query = ray.get(pool.select.remote(strategy, params, to_budget(p["budget"]), round_id,
                                            score_dir, self.config.seed * 1000 + round_id))
+        self._note_round()
         return {"round": round_id, "selected": query.num_rows, "model_version": model["version"],
                 "frames_scored": summary.frames_scored}
+
+    def _note_round(self) -> None:
+        """Tell the project's desk a new query is queued (it caches the queued units)."""
+        import ray
+
+        from rayal.serve.leases import desk_name
+
+        try:
+            desk = ray.get_actor(desk_name(self.config.pool.project),
+                                 namespace=self.config.pool.namespace)
+        except ValueError:
+            return   # no desk (a runner used on its own): nothing caches the query
+        ray.get(desk.note_round.remote())
 
     def _retrain(self, job: dict) -> dict:
         from rayal.pipeline.train_job import run_training

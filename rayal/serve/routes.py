@@ -22,7 +22,7 @@ def _int(body: dict, name: str, default=None, low: int = 1, high: int | None = N
 
 
 def add_v1_routes(app: FastAPI, svc) -> None:
-    from rayal.serve.app import read_json, unwrap
+    from rayal.serve.app import aunwrap, read_json, unwrap
 
     limit = svc.config.serve.max_body_bytes
 
@@ -53,7 +53,7 @@ def add_v1_routes(app: FastAPI, svc) -> None:
         if not isinstance(annotator, str) or not annotator.strip():
             raise TaskError(422, "annotator must be a non-empty string")
         n = _int(body, "n", 1, 1, svc.config.serve.max_lease)
-        return {"tasks": unwrap(svc.desk.lease.remote(annotator, n))}
+        return {"tasks": await aunwrap(svc.desk.lease.remote(annotator, n))}
 
     @app.get(P + "/tasks/{task_id}", tags=["annotator"])
     def task(project: str, task_id: str, request: Request):
