@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from rayal.serve.brush import mask_to_rle, rle_to_mask
+from rayal.serve.testing import demo_config, free_port, start_serve, stop_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN, ANNOTATOR = "ls-admin-token-0123456789", "ls-annot-token-0123456789"
@@ -50,51 +50,16 @@ def call(url, method="GET", body=None, auth=None):
     return status, json.loads(payload) if "json" in kind else payload
 
 
-def start_serve(tmp: Path, extra: dict | None = None) -> dict:
+def start(tmp: Path, extra: dict | None = None) -> dict:
     """A ``rayal serve`` subprocess on the synthetic demo data; returns url, proc, log."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = {
-        "name": "lstest", "seed": 0, "device": "cpu", "output_dir": str(tmp / "out"),
-        "data": {"source": "synthetic", "num_classes": 8,
-                 "synthetic": {"num_frames": 12, "height": H, "width": W, "eval_frames": 4}},
-        "model": {"arch": "Unet", "encoder": "resnet18", "encoder_depth": 3,
-                  "decoder_channels": [32, 16, 16]},
-        "scoring": {"measures": ["entropy"], "mc_samples": 0, "units": ["patch"], "grid": [2, 2],
-                    "batch_size": 8},
-        "selection": {"strategy": "entropy", "params": {"aggregate": "mean"}, "budget": 4},
-        "pool": {"unit": "patch", "project": "demo", "state_dir": str(tmp / "pool")},
-        "train": {"epochs": 1, "batch_size": 4},
-        "ray": {"num_cpus": 2, "actors": 1, "cpus_per_actor": 1.0},
-        "serve": {"port": port, "tokens": [{"token": ADMIN, "role": "admin"},
-                                           {"token": ANNOTATOR, "role": "annotator"}]},
-        **(extra or {})}
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = open(tmp / "serve.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "rayal.cli.main", "serve", str(path)], cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"rayal serve exited {proc.returncode}: {open(log.name).read()[-3000:]}")
-        if time.monotonic() > deadline:
-            stop_serve({"proc": proc})
-            raise RuntimeError(f"rayal serve did not come up: {open(log.name).read()[-3000:]}")
-        try:
-            if call(url + "/health")[0] == 200:
-                return {"url": url, "proc": proc, "log": log.name, "port": port}
-        except OSError:
-            pass
-        time.sleep(1)
+    config = demo_config(tmp, free_port(), [{"token": ADMIN, "role": "admin"},
+                                            {"token": ANNOTATOR, "role": "annotator"}],
+                         name="lstest", height=H, width=W, **(extra or {}))
+    return start_serve(config, tmp, START_TIMEOUT)
 
 
-def stop_serve(s: dict) -> None:
-    if s["proc"].poll() is None:
-        os.killpg(s["proc"].pid, signal.SIGKILL)
-        s["proc"].wait(30)
+def stop(s: dict) -> None:
+    stop_serve(s, signal.SIGKILL)
 
 
 def wait_job(url: str, job_id: str) -> dict:
@@ -110,7 +75,7 @@ def wait_job(url: str, job_id: str) -> dict:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    s = start_serve(tmp_path_factory.mktemp("ls"))
+    s = start(tmp_path_factory.mktemp("ls"))
     try:
         status, started = call(s["url"] + "/v1/projects/demo/rounds", "POST",
                                {"strategy": "entropy", "budget": 4}, auth=f"Bearer {ADMIN}")
@@ -118,7 +83,7 @@ def service(tmp_path_factory):
         assert wait_job(s["url"], started["job_id"])["state"] == "succeeded"
         yield s
     finally:
-        stop_serve(s)
+        stop(s)
 
 
 def webhook(url, task, result, who=7, action="ANNOTATION_CREATED", auth=f"Bearer {ANNOTATOR}"):

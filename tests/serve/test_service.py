@@ -5,11 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,18 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
+
+from rayal.serve.testing import demo_config, free_port, start_serve, stop_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN, ANNOTATOR, OTHER = "admin-token-0123456789", "annot-token-0123456789", "other-token-0123456789"
 START_TIMEOUT, JOB_TIMEOUT = 240, 300
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(url, method="GET", body=None, token=None, raw: bytes | None = None):
@@ -55,46 +46,15 @@ def png64(mask) -> str:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
-    port = _free_port()
-    config = {
-        "name": "servetest", "seed": 0, "device": "cpu", "output_dir": str(tmp / "out"),
-        "data": {"source": "synthetic", "num_classes": 8,
-                 "synthetic": {"num_frames": 12, "height": 48, "width": 64, "eval_frames": 4}},
-        "model": {"arch": "Unet", "encoder": "resnet18", "encoder_depth": 3,
-                  "decoder_channels": [32, 16, 16]},
-        "scoring": {"measures": ["entropy"], "mc_samples": 0, "units": ["patch"], "grid": [2, 2],
-                    "batch_size": 8},
-        "selection": {"strategy": "entropy", "params": {"aggregate": "mean"}, "budget": 4},
-        "pool": {"unit": "patch", "project": "demo", "state_dir": str(tmp / "pool")},
-        "train": {"epochs": 1, "batch_size": 4},
-        "ray": {"num_cpus": 2, "actors": 1, "cpus_per_actor": 1.0},
-        "serve": {"port": port, "max_body_bytes": 8192, "tokens": [
-            {"token": ADMIN, "role": "admin"}, {"token": ANNOTATOR, "role": "annotator"},
-            {"token": OTHER, "role": "annotator", "projects": ["other"]}]}}
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = open(tmp / "serve.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "rayal.cli.main", "serve", str(path)], cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT
+    config = demo_config(tmp, free_port(), [
+        {"token": ADMIN, "role": "admin"}, {"token": ANNOTATOR, "role": "annotator"},
+        {"token": OTHER, "role": "annotator", "projects": ["other"]}])
+    config["serve"]["max_body_bytes"] = 8192
+    s = start_serve(config, tmp, START_TIMEOUT)
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"rayal serve exited {proc.returncode}: {open(log.name).read()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"rayal serve did not come up: {open(log.name).read()[-3000:]}")
-            try:
-                if call(url + "/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(1)
-        yield {"url": url, "proc": proc, "log": log.name, "dir": tmp}
+        yield {**s, "dir": tmp}
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+        stop_serve(s, signal.SIGKILL)
 
 
 def wait_job(s, job_id: str) -> dict:
