@@ -37,7 +37,6 @@ import base64
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,17 +46,13 @@ from pathlib import Path
 
 import numpy as np
 import requests
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))   # run from a checkout: the shared launch helpers
+
+from rayal.serve.testing import free_port, start_serve, stop_serve  # noqa: E402
 ADMIN, ANNOTATOR = "bench-admin-token-0123456789", "bench-annot-token-0123456789"
 PROJECT, NUM_CLASSES, GRID = "bench", 8, (4, 4)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bench_config(tmp: Path, units: int, port: int, address: str) -> dict:
@@ -173,21 +168,6 @@ def percentile_ms(log: Log, kind: str, windows: list[tuple[float, float]], q: fl
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def wait_health(url: str, proc, timeout: float, log_path: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"rayal serve exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"rayal serve did not come up:\n{log_path.read_text()[-3000:]}")
-        try:
-            if requests.get(url + "/health", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-
-
 def kill_coordinator(ray) -> tuple[float, float]:
     """Kill the pool's coordinator (Ray restarts it); returns the window (start, back)."""
     handle = ray.get_actor(f"rayal-pool-{PROJECT}", namespace="rayal")
@@ -251,16 +231,6 @@ def png64(value: int, shape) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def stop_group(proc, sig=signal.SIGTERM, timeout=60) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-
-
 def stop_head(head, temp_dir: Path, grace: float = 20) -> None:
     """SIGTERM to ``ray start --block`` (it stops its processes), then SIGKILL, by pid, what is
     left of its session (the head's own processes only)."""
@@ -320,15 +290,10 @@ def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path) -> 
             time.sleep(0.5)
         address = address_file.read_text().strip()
         config = bench_config(tmp, units, port, address)
-        cfg_path = tmp / "config.yaml"
-        cfg_path.write_text(yaml.safe_dump(config))
-        serve_log = tmp / "serve.log"
         url, v1 = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/v1/projects/{PROJECT}"
         print(f"ray head at {address} after {time.monotonic() - t0:.1f}s", flush=True)
-        serve_proc = subprocess.Popen(
-            [sys.executable, "-m", "rayal.cli.main", "serve", str(cfg_path)], cwd=REPO,
-            stdout=open(serve_log, "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        wait_health(url, serve_proc, 300, serve_log)
+        serve = start_serve(config, tmp, 300, env=env)
+        serve_proc = serve["proc"]
         print(f"service up after {time.monotonic() - t0:.1f}s", flush=True)
         auth = {"Authorization": f"Bearer {ADMIN}"}
         job = requests.post(v1 + "/rounds", json={"strategy": "random", "budget": units},
@@ -367,8 +332,7 @@ def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path) -> 
         end = time.monotonic()
         ray.shutdown()
         status = requests.get(v1 + "/status", headers=auth, timeout=60).json()
-        serve_proc.send_signal(signal.SIGINT)
-        serve_proc.wait(120)
+        stop_serve(serve, signal.SIGINT, 120)
         stored = labelled_in_journal(os.path.join(config["pool"]["state_dir"], PROJECT))
         acked = set(log.acks)
         return {
@@ -393,7 +357,7 @@ def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path) -> 
         if ray.is_initialized():
             ray.shutdown()
         if serve_proc is not None:
-            stop_group(serve_proc, signal.SIGKILL)
+            stop_serve({"proc": serve_proc}, signal.SIGKILL)
         stop_head(head, temp_dir)
 
 
