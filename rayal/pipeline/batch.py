@@ -1,7 +1,8 @@
 """The scoring stage: decoded frames -> one Arrow row per frame (Ray-free callable).
 
-``scoring.mode``: ``mc_dropout`` (:class:`MCDropoutScorer`) or ``multi_head`` (the MADBAL
-model's :class:`MultiHeadScorer`, which adds ``maturity_score`` to the frame and region rows).
+``scoring.mode``: ``mc_dropout`` (:class:`MCDropoutScorer`), ``multi_head`` (the MADBAL
+model's :class:`MultiHeadScorer`, which adds ``maturity_score`` to the frame and region rows) or
+``committee`` (:class:`CommitteeScorer`: the K members of a committee manifest, loaded once).
 
 Ray Data runs :class:`FrameBatchScorer` in an actor pool (the model is loaded
 once per actor); the bare-loop benchmark calls it directly. Each output row
@@ -17,7 +18,7 @@ import torch
 from rayal.config.sections import PIXEL_MEASURES, RayalConfig
 from rayal.models import MadbalNet, model_from_config
 from rayal.models.device import resolve_device
-from rayal.scoring import MCDropoutScorer, MultiHeadScorer
+from rayal.scoring import CommitteeScorer, MCDropoutScorer, MultiHeadScorer
 from rayal.scoring.tables import frame_columns, frame_embedding_rows, region_columns
 from rayal.train.checkpoint import read_checkpoint
 
@@ -46,7 +47,11 @@ class FrameBatchScorer:
         if torch_threads:
             torch.set_num_threads(torch_threads)
         self.device = resolve_device(self.config.device)
-        self.model = self._load_model().to(self.device).eval()
+        if self.config.scoring.mode == "committee":
+            self.members = [m.to(self.device).eval() for m in self._load_committee()]
+            self.model = self.members[0]
+        else:
+            self.model = self._load_model().to(self.device).eval()
         self.num_classes = self.model.num_classes
         sc = self.config.scoring
         self.want_region_emb = "region" in sc.embeddings
@@ -58,6 +63,10 @@ class FrameBatchScorer:
             madbal = self.config.madbal
             self.scorer = MultiHeadScorer(self.model, loss_channel=madbal.loss_channel,
                                           edge_threshold=madbal.edge_threshold, **common)
+        elif sc.mode == "committee":
+            offset = self.config.train.committee.seed_offset
+            self.scorer = CommitteeScorer(self.members, member_seeds=[
+                self.config.seed + k * offset for k in range(len(self.members))], **common)
         else:
             self.scorer = MCDropoutScorer(self.model, **common)
         self.pixel_measures = [m for m in sc.measures if m in PIXEL_MEASURES]
@@ -79,6 +88,26 @@ class FrameBatchScorer:
             raise ValueError(f"model.checkpoint {cfg.model.checkpoint} holds no MADBAL modules; "
                              "scoring.mode 'multi_head' needs a model trained with madbal.enabled")
         return model
+
+    def _load_committee(self) -> list:
+        """Committee mode: the members of the ``committee.json`` manifest in ``model.checkpoint``,
+        or ``train.committee.members`` fresh models (member k seeded ``seed + k * seed_offset``)
+        when there is no checkpoint. A single ``.pt`` checkpoint is refused."""
+        from rayal.train.committee import is_manifest, member_seed, read_manifest
+
+        cfg = self.config
+        if not cfg.model.checkpoint:
+            cc = cfg.train.committee
+            return [model_from_config(cfg.model, cfg.data.num_classes,
+                                      seed=member_seed(cfg.seed, k, cc.seed_offset))
+                    for k in range(cc.members)]
+        if not is_manifest(cfg.model.checkpoint):
+            raise ValueError(f"model.checkpoint {cfg.model.checkpoint} is one model; scoring.mode "
+                             "'committee' needs a committee manifest (committee.json, written by "
+                             "committee training) or no checkpoint")
+        return [model_from_config(cfg.model.model_copy(update={"checkpoint": member}),
+                                  cfg.data.num_classes, seed=cfg.seed, load=read_checkpoint)
+                for member in read_manifest(cfg.model.checkpoint)]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         frame_ids = [str(f) for f in batch["frame_id"]]

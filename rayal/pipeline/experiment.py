@@ -37,6 +37,7 @@ from rayal.pipeline.reports import curve_table, write_plots
 from rayal.pipeline.runtime import init_ray, write_run_metadata
 from rayal.pipeline.selection_params import selection_params
 from rayal.pipeline.storage import read_parquet, remove_tree, write_json, write_parquet
+from rayal.train.committee import lead_checkpoint
 from rayal.train.metrics import aualc, budget_to_reach
 
 ROUNDS_FILE, SUMMARY_FILE = "rounds.parquet", "summary.json"
@@ -110,8 +111,12 @@ def _train(config: RayalConfig, pool, round_dir: str, prev: str | None, r: int, 
     threshold = query.schema.metadata and json.loads(
         query.schema.metadata.get(b"rayal.extras", b"{}")).get("pseudo_label_threshold")
     if threshold and config.train.pseudo_labels and prev:
-        pseudo = ceal_pseudo_labels(config, prev, {s.frame_id for s in specs}, float(threshold),
-                                    max_frames=max(len(specs), 1))
+        pseudo = ceal_pseudo_labels(config, lead_checkpoint(prev), {s.frame_id for s in specs},
+                                    float(threshold), max_frames=max(len(specs), 1))
+    if config.scoring.mode == "committee":   # K members; the round's checkpoint is the manifest
+        from rayal.pipeline.committee_job import train_committee
+        return train_committee(config, specs, join_uri(round_dir, "train"), previous=prev,
+                               pseudo=pseudo, run_name=f"{config.name}-round{r}")[0]
     state = fit(config, specs, join_uri(round_dir, "train"),
                 init_checkpoint=prev if config.train.warm_start else None,
                 pseudo=pseudo, run_name=f"{config.name}-round{r}")
@@ -199,11 +204,11 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
                   else {"cost": config.selection.budget_cost})
         query = _select(config, pool, r, score_dir, budget, strategy, params)
         times["select"], tic = time.perf_counter() - tic, time.perf_counter()
-        cost = annotate_round(config, pool, r, round_dir, prev)
+        cost = annotate_round(config, pool, r, round_dir, lead_checkpoint(prev))
         times["annotate"], tic = time.perf_counter() - tic, time.perf_counter()
         checkpoint = _train(config, pool, round_dir, prev, r, query)
         times["train"], tic = time.perf_counter() - tic, time.perf_counter()
-        metrics = evaluate_model(read_checkpoint(checkpoint)[0], config)
+        metrics = evaluate_model(read_checkpoint(lead_checkpoint(checkpoint))[0], config)
         times["eval"] = time.perf_counter() - tic
         if not lp.keep_scores and r > 0:
             remove_tree(join_uri(round_dir, "scores"))
