@@ -3,7 +3,9 @@
 
 The unit a strategy selects is the pool's: ``selection.params.unit`` defaults to ``pool.unit``
 for every strategy that takes a ``unit``, and a different explicit value is refused (the pool
-state holds units of one kind only).
+state holds units of one kind only). A strategy that takes ``committee`` (``suggestive``) is told
+how many committee members scored the tables (``train.committee.members`` in
+``scoring.mode: committee``, else 0).
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ def selection_params(config: RayalConfig, strategy: str | None = None,
                           f"selection.params.unit or set pool.unit")
     if unit is None and "unit" in strategy_takes(strategy):
         out["unit"] = config.pool.unit
+    if "committee" not in out and "committee" in strategy_takes(strategy):
+        # members on the score tables' MC axis (scoring.mode committee), 0 otherwise
+        out["committee"] = config.train.committee.members if config.scoring.mode == "committee" else 0
     return out
 
 

@@ -32,7 +32,7 @@ def test_picks_the_representative_pair():
     assert list(q.frame_id) == ["u010", "u190"]
     cover_a = 1 + 2 * np.cos(np.deg2rad(5)) + 2 * np.cos(np.deg2rad(10))
     assert np.allclose(q.score, [cover_a, cover_a], atol=1e-2)
-    assert q.reason[0].startswith("entropy_mean=0.900 cover_gain=")
+    assert q.reason[0].startswith("source=model entropy_mean=0.900 cover_gain=")
     assert q.extras["candidates"] == 4 and q.extras["sample_size"] == 10
     top2 = get_strategy("entropy").select(tables(), pool_with(IDS), Budget(units=2), seed=0)
     assert list(top2.frame_id) == ["u020", "u010"]
@@ -61,3 +61,20 @@ def test_max_cover_greedy_gains():
     sim = np.array([[1.0, 0.9, 0.0], [0.0, 0.0, 1.0], [0.9, 1.0, 0.0]], np.float32)
     picked, gains = max_cover(sim, 3)
     assert list(picked) == [0, 1, 2] and np.allclose(gains, [1.9, 1.0, 0.1])
+
+
+def test_committee_disagreement_is_the_source_when_a_committee_scored():
+    base = tables()
+    # committee variance ranks the B cluster first: the picks follow it, not the entropy
+    variance = [0.1, 0.1, 0.1, 0.1, 0.1, 0.7, 0.8, 0.9, 0.1, 0.1]
+    frames = base.frames.append_column("variance_mean", pa.array(variance))
+    scored = ScoreTables(frames=frames, embeddings=base.embeddings)
+    q = get_strategy("suggestive", committee=4, k_factor=1).select(
+        scored, pool_with(IDS), Budget(units=2), seed=0)
+    assert sorted(q.frame_id) == ["u185", "u190"]   # angles 175 and 180
+    assert all(r.startswith("source=committee(4) variance_mean=") for r in q.reason)
+    one = get_strategy("suggestive", committee=1, k_factor=1).select(
+        scored, pool_with(IDS), Budget(units=2), seed=0)
+    assert sorted(one.frame_id) == ["u010", "u020"] and one.reason[0].startswith("source=model ")
+    with pytest.raises(ValueError, match="committee score column 'variance_mean'"):
+        get_strategy("suggestive", committee=3).select(tables(), pool_with(IDS), Budget(units=2), seed=0)
