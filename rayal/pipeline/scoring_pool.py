@@ -72,12 +72,12 @@ class ScoringPool:
     @classmethod
     def fits_beside_training(cls, config: RayalConfig) -> bool:
         """True when the cluster's CPUs hold the pool's actors and the run's Ray Train workers
-        at once (the actors keep their CPUs while a round trains); False: the run scores with a
+        at once (the actors keep their CPUs while a round trains; a parallel committee's
+        members count, see :func:`rayal.train.committee.training_cpus`); False: the run scores with a
         fresh job each round instead, so training never waits for CPUs the actors hold."""
-        train = config.train
-        need = config.ray.actors * cls.cpus_per_actor(config)
-        if train.num_workers > 0:
-            need += train.num_workers * train.cpus_per_worker
+        from rayal.train.committee import training_cpus
+
+        need = config.ray.actors * cls.cpus_per_actor(config) + training_cpus(config.train)
         return need <= ray.cluster_resources().get("CPU", 0.0)
 
     def stream(self, config: RayalConfig, skip: pa.Array | None = None) -> Iterator[pa.Table]:

@@ -34,9 +34,12 @@ def trial_cpus(config: RayalConfig) -> tuple[float, float]:
     """``(held, nested)``: CPUs the trial process holds, and the most its nested work asks for
     at once. With ``loop.persistent_scoring`` the run's scoring actors (``ray.cpus_per_actor +
     ray.decode_cpus`` each) live through training, so Train workers come on top of them;
-    without it scoring (actors + one decode task) and training take turns."""
-    rc, train = config.ray, config.train
-    workers = train.num_workers * train.cpus_per_worker
+    without it scoring (actors + one decode task) and training take turns. Training of a
+    parallel committee reserves its members' CPUs at once (:func:`rayal.train.committee.training_cpus`)."""
+    from rayal.train.committee import training_cpus
+
+    rc = config.ray
+    workers = training_cpus(config.train)
     if config.loop.persistent_scoring:
         return config.tune.cpus_per_trial, rc.actors * (rc.cpus_per_actor + rc.decode_cpus) + workers
     return config.tune.cpus_per_trial, max(rc.actors * rc.cpus_per_actor + rc.decode_cpus, workers)
@@ -54,6 +57,11 @@ def _need_text(config: RayalConfig) -> str:
     if train.num_workers:
         parts.append(f"{'+' if persistent else 'or'} train.num_workers {train.num_workers} x "
                      f"train.cpus_per_worker {train.cpus_per_worker:g}")
+    cc = train.committee
+    if cc.members > 1 and cc.parallel:
+        parts.append(f"x train.committee.members {cc.members}" if train.num_workers else
+                     f"{'+' if persistent else 'or'} train.committee.members {cc.members} x "
+                     f"cpus_per_member {cc.cpus_per_member:g}")
     return f"{held + nested:g} CPUs ({', '.join(parts)})"
 
 
