@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 from rayal.core.names import NameView
-from rayal.core.plugins import resolve
+from rayal.core.plugins import load_env_plugins, resolve
 
 __all__ = ["AGGREGATES", "FRAME_MEASURES", "MC_MEASURES", "MeasureSpec", "PIXEL_MEASURES",
            "get_measure", "measure_names", "on_measure_registered", "register_measure"]
@@ -107,6 +107,8 @@ def on_measure_registered(listener: Callable[[MeasureSpec], None]) -> None:
 
 def get_measure(name: str) -> MeasureSpec:
     """The :class:`MeasureSpec` of ``name``; ValueError naming it and the known measures."""
+    if isinstance(name, str) and name not in _MEASURES:
+        load_env_plugins()   # a worker process: the driver's plugins may register it
     try:
         return _MEASURES[name]
     except (KeyError, TypeError):

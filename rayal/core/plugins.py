@@ -12,7 +12,11 @@ import os
 import sys
 from typing import Any, Callable, Iterable
 
-__all__ = ["load_plugins", "resolve"]
+__all__ = ["ENV_VAR", "load_env_plugins", "load_plugins", "resolve"]
+
+# plugins loaded in this process, passed on to processes it starts (local Ray workers inherit
+# the environment): a registry lookup that misses in a worker imports them (load_env_plugins)
+ENV_VAR = "RAYAL_PLUGINS"
 
 
 def load_plugins(plugins: Iterable[str] | None = ()) -> list[str]:
@@ -29,6 +33,7 @@ def load_plugins(plugins: Iterable[str] | None = ()) -> list[str]:
     names = []
     for spec in plugins or ():
         spec = str(spec)
+        _remember(os.path.abspath(spec) if spec.endswith(".py") else spec)
         if not spec.endswith(".py"):
             try:
                 importlib.import_module(spec)
@@ -54,6 +59,21 @@ def load_plugins(plugins: Iterable[str] | None = ()) -> list[str]:
             del sys.modules[name]
             raise
     return names
+
+
+def _remember(spec: str) -> None:
+    known = [s for s in os.environ.get(ENV_VAR, "").split(os.pathsep) if s]
+    if spec not in known:
+        os.environ[ENV_VAR] = os.pathsep.join(known + [spec])
+
+
+def load_env_plugins() -> bool:
+    """Import the plugins named in ``$RAYAL_PLUGINS`` (set by :func:`load_plugins` in the
+    process that started this one); True when that imported anything new."""
+    specs = [s for s in os.environ.get(ENV_VAR, "").split(os.pathsep) if s]
+    before = len(sys.modules)
+    load_plugins(specs)
+    return len(sys.modules) != before
 
 
 def resolve(hook: Callable | str | None) -> Callable | None:

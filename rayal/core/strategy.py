@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal
 
+from rayal.core.plugins import load_env_plugins
 from rayal.core.units import get_unit, unit_names
 
 __all__ = ["RoundContext", "Strategy", "StrategyInfo", "register_strategy", "registered",
@@ -113,6 +114,8 @@ def registered() -> dict[str, tuple[type, dict]]:
 
 def strategy_entry(name: str) -> tuple[type, dict]:
     """(class, defaults) of ``name``; ValueError naming it and the known names."""
+    if name not in _REGISTRY:
+        load_env_plugins()   # a worker process: the driver's plugins may register it
     if name not in _REGISTRY:
         raise ValueError(f"unknown strategy {name!r}; choose from {sorted(_REGISTRY)}")
     return _REGISTRY[name]

@@ -26,7 +26,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from rayal.core.names import NameView
-from rayal.core.plugins import resolve
+from rayal.core.plugins import load_env_plugins, resolve
 
 __all__ = ["REGION_UNITS", "UNITS", "UnitSpec", "get_unit", "register_unit", "unit_names"]
 
@@ -121,6 +121,8 @@ def register_unit(name: str, *, level: str, label: str = "full", region_map: Hoo
 
 def get_unit(name: str) -> UnitSpec:
     """The :class:`UnitSpec` of ``name``; ValueError naming it and the known units otherwise."""
+    if isinstance(name, str) and name not in _UNITS:
+        load_env_plugins()   # a worker process: the driver's plugins may register it
     try:
         return _UNITS[name]
     except (KeyError, TypeError):

@@ -151,17 +151,30 @@ def compute_regions(image: np.ndarray, unit: str, **params) -> np.ndarray:
 def unit_region_map(image: np.ndarray, unit: str, scoring) -> np.ndarray:
     """The int32 (H, W) region map of an annotation unit exactly as the score job computes it.
 
-    ``scoring`` is a :class:`rayal.config.ScoringConfig`: ``image`` is one region,
-    ``patch`` the ``scoring.grid``, ``superpixel`` SLIC/SEEDS with ``scoring.superpixel``.
-    Export and label ingest recompute maps with this same function. With
-    ``scoring.region_cache`` set, superpixel maps are computed once per frame and setting
-    (:mod:`rayal.data.region_cache`).
+    ``scoring`` is a :class:`rayal.config.ScoringConfig`; the unit's ``region_map`` hook in the
+    unit registry (:mod:`rayal.core.units`) computes it: ``image`` is one region, ``patch`` the
+    ``scoring.grid`` (:func:`patch_region_map`), ``superpixel`` SLIC/SEEDS with
+    ``scoring.superpixel`` (:func:`superpixel_region_map`). Export and label ingest recompute
+    maps with this same function.
+
+    Raises:
+        ValueError: ``unit`` is not registered.
     """
-    if unit == "image":
-        return np.zeros(image.shape[:2], np.int32)
-    if unit == "patch":
-        rows, cols = scoring.grid
-        return compute_regions(image, "patch", rows=rows, cols=cols)
+    from rayal.core.units import get_unit
+
+    return get_unit(unit).compute_region_map(image, scoring)
+
+
+def patch_region_map(image: np.ndarray, scoring) -> np.ndarray:
+    """The ``patch`` unit's map: the ``scoring.grid`` (rows, cols) of ``image`` (H, W, 3)."""
+    rows, cols = scoring.grid
+    return compute_regions(image, "patch", rows=rows, cols=cols)
+
+
+def superpixel_region_map(image: np.ndarray, scoring) -> np.ndarray:
+    """The ``superpixel`` unit's map: SLIC / SEEDS with ``scoring.superpixel``; with
+    ``scoring.region_cache`` set, computed once per frame and setting
+    (:mod:`rayal.data.region_cache`)."""
     sp = scoring.superpixel
     params = dict(method=sp.method, n_segments=sp.n_segments, compactness=sp.compactness)
     compute = lambda: compute_regions(image, "superpixel", **params)  # noqa: E731

@@ -12,37 +12,36 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from rayal.config.sections import RayalConfig
+from rayal.core.units import get_unit
 from rayal.data import unit_region_map
-from rayal.data.oracle import unit_clicks
 from rayal.data.splits import labelled_split
 from rayal.pool.labels import label_summaries
 from rayal.selection.base import ScoreTables
 
 
 def pool_units_total(config: RayalConfig, num_frames: int, round0_scores: str | None = None) -> int:
-    """Units in the pool: frames, frames x grid cells, or superpixels.
+    """Units in the pool: frames, frames x grid cells, or superpixels (the unit registry's
+    ``regions_per_frame``; counted in the score tables for units without an exact count).
 
     Superpixels are the regions the method really produced (SLIC gives fewer than
     ``n_segments`` on small frames), counted in the round-0 score tables ``round0_scores``,
     which hold every region when ``scoring.top_k_regions`` is None; otherwise frames x the
     nominal ``n_segments``.
     """
-    unit = config.pool.unit
-    if unit == "image":
-        return num_frames
-    if unit == "patch":
-        return num_frames * int(np.prod(config.scoring.grid))
+    spec = get_unit(config.pool.unit)
+    if spec.exact_count:
+        return num_frames * spec.units_per_frame(config.scoring)
     if round0_scores is not None and config.scoring.top_k_regions is None:
         regions = ScoreTables.from_dir(round0_scores).regions
         if regions is not None:
             return pads.dataset(regions, format="parquet").count_rows(
-                filter=pc.field("unit") == "superpixel")
-    return num_frames * config.scoring.superpixel.n_segments
+                filter=pc.field("unit") == spec.name)
+    return num_frames * spec.units_per_frame(config.scoring)
 
 
 def _clicks(config: RayalConfig, units) -> int:
-    unit = config.pool.unit
-    if unit == "superpixel":
+    spec = get_unit(config.pool.unit)
+    if spec.label == "dominant" and spec.clicks is None:
         return units.num_rows   # one click: the dominant label
     split = labelled_split(config.data, config.data.pool_split)
     frames = units.column("frame_id").to_pylist()
@@ -51,8 +50,8 @@ def _clicks(config: RayalConfig, units) -> int:
     for frame_id in sorted(set(frames)):
         image, mask = split.load(frame_id)
         ids = regions[[i for i, f in enumerate(frames) if f == frame_id]]
-        region_map = None if unit == "image" else unit_region_map(image, unit, config.scoring)
-        total += int(unit_clicks(mask, region_map, ids, "full", config.data.ignore_index).sum())
+        region_map = None if spec.level == "image" else unit_region_map(image, spec.name, config.scoring)
+        total += int(spec.unit_clicks(mask, region_map, ids, config.data.ignore_index).sum())
     return total
 
 

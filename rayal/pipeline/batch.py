@@ -16,6 +16,7 @@ import pyarrow as pa
 import torch
 
 from rayal.config.sections import PIXEL_MEASURES, RayalConfig
+from rayal.core.plugins import load_plugins
 from rayal.models import MadbalNet, model_from_config
 from rayal.models.device import resolve_device
 from rayal.scoring import CommitteeScorer, MCDropoutScorer, MultiHeadScorer
@@ -59,6 +60,7 @@ class FrameBatchScorer:
                       position=sc.dropout_position, point_estimate=sc.point_estimate, dice=sc.dice,
                       want_ovr=sc.ovr, want_features=bool(sc.embeddings), scale=sc.scale,
                       seed=self.config.seed)
+        load_plugins(self.config.selection.plugins)   # their measures and units, in this worker
         if sc.mode == "multi_head":
             madbal = self.config.madbal
             self.scorer = MultiHeadScorer(self.model, loss_channel=madbal.loss_channel,
@@ -68,7 +70,7 @@ class FrameBatchScorer:
             self.scorer = CommitteeScorer(self.members, member_seeds=[
                 self.config.seed + k * offset for k in range(len(self.members))], **common)
         else:
-            self.scorer = MCDropoutScorer(self.model, **common)
+            self.scorer = MCDropoutScorer(self.model, measures=sc.measures, **common)
         self.pixel_measures = [m for m in sc.measures if m in PIXEL_MEASURES]
 
     def _load_model(self):

@@ -18,7 +18,6 @@ so a run on a cluster keeps nothing on the driver's disk and resumes from the bu
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -28,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from rayal.config.sections import PoolConfig, RayalConfig
+from rayal.core.units import get_unit
 from rayal.data import exists, join_uri
 from rayal.data.io import parent_uri
 from rayal.pipeline.frames import pool_frame_batches
@@ -61,11 +61,27 @@ def _budget_units(value: float, total: int) -> int:
     return int(math.ceil(value * total)) if value <= 1 else int(value)
 
 
+def _vaal_scores(config: RayalConfig, round_dir: str, labelled_ids: list[str]) -> str:
+    from rayal.pipeline.vaal_job import run_vaal_scoring
+
+    vaal = join_uri(round_dir, "vaal")
+    remove_tree(vaal)
+    run_vaal_scoring(config, labelled_ids, vaal, progress=False)
+    return vaal
+
+
+# extra scorers a strategy may select from (``Strategy.score_source``): name ->
+# (config, round_dir, labelled frame ids) -> score directory; run after the model's scoring
+SCORE_SOURCES: dict[str, Callable[[RayalConfig, str, list], str]] = {"vaal": _vaal_scores}
+
+
 def _score(config: RayalConfig, round_dir: str, checkpoint: str | None, labelled_ids: list[str],
-           scorers=None) -> str:
+           scorers=None, source: str = "model") -> str:
     """Score the pool with the current model into ``round_dir/scores``; an incomplete scoring
     (a killed run) is resumed: only frames without committed rows are scored again.
-    ``scorers``: the run's long-lived :class:`~rayal.pipeline.scoring_pool.ScoringPool`."""
+    ``scorers``: the run's long-lived :class:`~rayal.pipeline.scoring_pool.ScoringPool`.
+    ``source``: the round's strategy's ``score_source``; another than ``"model"`` runs that
+    extra scorer (:data:`SCORE_SOURCES`) once frames are labelled and returns its tables."""
     from rayal.pipeline.score_job import can_resume, run_scoring
 
     scores = join_uri(round_dir, "scores")
@@ -74,12 +90,10 @@ def _score(config: RayalConfig, round_dir: str, checkpoint: str | None, labelled
     model = config.model.model_copy(update={"checkpoint": checkpoint})
     score_config = config.model_copy(update={"output_dir": scores, "model": model})
     run_scoring(score_config, progress=False, pool=scorers, resume=can_resume(score_config))
-    if config.selection.strategy == "vaal" and labelled_ids:
-        from rayal.pipeline.vaal_job import run_vaal_scoring
-        vaal = join_uri(round_dir, "vaal")
-        remove_tree(vaal)
-        run_vaal_scoring(config, labelled_ids, vaal, progress=False)
-        return vaal
+    if source != "model" and labelled_ids:
+        if source not in SCORE_SOURCES:
+            raise ValueError(f"score source {source!r} is unknown; known: {sorted(SCORE_SOURCES)}")
+        return SCORE_SOURCES[source](config, round_dir, labelled_ids)
     return scores
 
 
@@ -95,7 +109,10 @@ def _select(config, pool, r: int, score_dir: str, budget: dict, strategy: str, p
     return pool.select(strategy, params, budget, r, score_dir, seed=config.seed * 1000 + r)
 
 
-def _train(config: RayalConfig, pool, round_dir: str, prev: str | None, r: int, query) -> str:
+def _train(config: RayalConfig, pool, round_dir: str, prev: str | None, r: int,
+           extras: dict) -> str:
+    """Retrain on the labelled units; ``extras``: the round strategy's ``training_extras``
+    (``pseudo_label_threshold`` turns on CEAL-style pseudo-labels with train.pseudo_labels)."""
     from rayal.pipeline.pseudo import ceal_pseudo_labels
     from rayal.train.dataset import specs_from_units
     from rayal.train.trainer import fit
@@ -108,8 +125,7 @@ def _train(config: RayalConfig, pool, round_dir: str, prev: str | None, r: int, 
         one_pixel = point_specs([_round_dir(run_dir, i) for i in range(r + 1)], config.data.ignore_index)
     specs = specs_from_units(pool.units("labeled"), config.pool.unit, one_pixel)
     pseudo = None
-    threshold = query.schema.metadata and json.loads(
-        query.schema.metadata.get(b"rayal.extras", b"{}")).get("pseudo_label_threshold")
+    threshold = extras.get("pseudo_label_threshold")
     if threshold and config.train.pseudo_labels and prev:
         pseudo = ceal_pseudo_labels(config, lead_checkpoint(prev), {s.frame_id for s in specs},
                                     float(threshold), max_frames=max(len(specs), 1))
@@ -130,7 +146,7 @@ def with_region_cache(config: RayalConfig) -> RayalConfig:
     from rayal.data.io import has_scheme
     from rayal.pipeline.reference import reference_dir
 
-    uses = config.pool.unit == "superpixel" or "superpixel" in config.scoring.units
+    uses = config.pool.unit == "superpixel" or "superpixel" in config.scoring.units  # its cache
     if config.scoring.region_cache or not uses:
         return config
     cache = join_uri(parent_uri(reference_dir(config)), "region_cache")
@@ -142,9 +158,14 @@ def with_region_cache(config: RayalConfig) -> RayalConfig:
 def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool = True,
                    report: Callable[[dict], None] | None = None) -> dict:
     """Run (or resume) one AL experiment; returns the summary written to ``summary.json``."""
+    from rayal.core.plugins import load_plugins
+    from rayal.core.strategy import RoundContext, round_params
     from rayal.pipeline.train_job import evaluate_model
     from rayal.pool.coordinator import PoolCoordinator
+    from rayal.selection.registry import get_strategy_info
     from rayal.train.checkpoint import read_checkpoint
+
+    load_plugins(config.selection.plugins)   # also in Ray workers (compare, tune)
 
     run_dir = os.fspath(config.output_dir)
     rows = _finished_rounds(run_dir)
@@ -165,8 +186,8 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
     scorers = (ScoringPool(config)
                if config.loop.persistent_scoring and ScoringPool.fits_beside_training(config) else None)
     tic = time.perf_counter()
-    round0 = (_score(config, _round_dir(run_dir, 0), None, [], scorers)
-              if config.pool.unit == "superpixel" else None)   # counts the real superpixels
+    round0 = (_score(config, _round_dir(run_dir, 0), None, [], scorers)   # counts the real
+              if not get_unit(config.pool.unit).exact_count else None)   # superpixels
     round0_seconds = time.perf_counter() - tic   # round 0's scoring, done here, is timed here
     total = pool_units_total(config, pool.state.num_frames, round0)
     lp = config.loop
@@ -188,25 +209,27 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
         times = {}
         tic = time.perf_counter()
         labelled_ids = pool.units("labeled").column("frame_id").unique().to_pylist()
-        score_dir = _score(config, round_dir, prev, labelled_ids if r else [], scorers)
+        strategy = lp.initial_strategy if r == 0 else config.selection.strategy
+        info = get_strategy_info(strategy)   # what the strategy needs this round (its contract)
+        score_dir = _score(config, round_dir, prev, labelled_ids if r else [], scorers,
+                           info.score_source)
         times["score"], tic = time.perf_counter() - tic, time.perf_counter()
         if r == 0:
             times["score"] += round0_seconds
-        strategy = lp.initial_strategy if r == 0 else config.selection.strategy
         params = dict(lp.initial_params if r == 0 else config.selection.params)
         params = selection_params(config, strategy, params)   # unit: pool.unit, as pool select
-        if strategy == "ceal":   # the pseudo-label threshold shrinks with the AL round
-            params.setdefault("round_index", r - 1)
-        if strategy == "meal":   # one UMAP for the run, fitted on the initial model's features
-            params.setdefault("manifold_from", _score(config, _round_dir(run_dir, 0), None, [], scorers))
-            params.setdefault("umap_seed", config.seed)
+        context = RoundContext(   # round 0's scores: for what is fitted once per run (MEAL's UMAP)
+            round_index=r - 1, seed=config.seed, labelled_frames=labelled_ids,
+            initial_scores=lambda: _score(config, _round_dir(run_dir, 0), None, [], scorers))
+        params = round_params(strategy, params, context)
         budget = ({"units": budget_units} if r == 0 or config.selection.budget_cost is None
                   else {"cost": config.selection.budget_cost})
-        query = _select(config, pool, r, score_dir, budget, strategy, params)
+        _select(config, pool, r, score_dir, budget, strategy, params)
         times["select"], tic = time.perf_counter() - tic, time.perf_counter()
         cost = annotate_round(config, pool, r, round_dir, lead_checkpoint(prev))
         times["annotate"], tic = time.perf_counter() - tic, time.perf_counter()
-        checkpoint = _train(config, pool, round_dir, prev, r, query)
+        checkpoint = _train(config, pool, round_dir, prev, r,
+                            info.cls.training_extras({**info.defaults, **params}))
         times["train"], tic = time.perf_counter() - tic, time.perf_counter()
         metrics = evaluate_model(read_checkpoint(lead_checkpoint(checkpoint))[0], config)
         times["eval"] = time.perf_counter() - tic

@@ -27,11 +27,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rayal.core.units import UNITS as _UNITS
 from rayal.pool.labels import FRAME_SCHEMA, label_counts_array, normalize_frames, normalize_labels
 from rayal.selection.base import (LABELED, QUARANTINED, QUEUED, STATUS_NAMES, UNLABELED, Budget,
                                   PoolView, ScoreTables, split_keys, unit_keys)
 
-UNITS = ("image", "patch", "superpixel")
+UNITS = _UNITS   # live view of the unit registry (rayal.core.units)
 # unit columns: dtype and the value of a row that was just created
 UNIT_COLUMNS = {"status": (np.int8, UNLABELED), "round": (np.int32, -1), "owner": (np.int16, -1),
                 "expiry": (np.float64, np.nan), "dominant": (np.int16, -1),

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rayal.core.measures import get_measure, measure_names
 from rayal.scoring import measures as M
 from rayal.scoring.fused import MAP_ORDER, ad_from_counts, dropout_copies, fused_mc_stats
 from rayal.scoring.rng import apply_dropout, frame_seeds, sample_bases
@@ -62,13 +63,16 @@ class MCDropoutScorer:
     """Turn a batch of images into :class:`PixelScores`.
 
     ``mc_samples`` = 0 gives the deterministic measures only. ``use_fused`` None
-    picks the numba kernel on CPU and the torch path on CUDA.
+    picks the numba kernel on CPU and the torch path on CUDA. ``measures``: the configured
+    measure names; those of the measure registry that are not built in (a plugin's) are
+    computed with their registered ``compute`` function (:func:`registered_measure_stats`).
     """
 
     def __init__(self, model, *, mc_samples: int = 10, dropout_p: float = 0.2,
                  position: str = "logits", point_estimate: str = "deterministic",
                  dice: str = "macro", want_ovr: bool = False, want_features: bool = False,
-                 scale: float = 1.0, seed: int = 0, use_fused: bool | None = None):
+                 scale: float = 1.0, seed: int = 0, use_fused: bool | None = None,
+                 measures=None):
         if position not in ("logits", "head_input"):
             raise ValueError(f"dropout position must be 'logits' or 'head_input', got {position!r}")
         self.model = model
@@ -82,6 +86,7 @@ class MCDropoutScorer:
         self.scale = scale
         self.seed = seed
         self.use_fused = use_fused
+        self.extra_measures = [get_measure(m) for m in measures or () if not get_measure(m).native]
 
     def _fused(self, device: torch.device) -> bool:
         return device.type == "cpu" if self.use_fused is None else self.use_fused
@@ -109,7 +114,26 @@ class MCDropoutScorer:
             logits = self.model.classify(decoded, size) if logits is None else logits
             stats = (self._deterministic(logits) if self.mc_samples == 0
                      else self._logit_dropout(logits, seeds))
+        if self.extra_measures:
+            stats.update(self._registered(decoded, size, seeds, logits))
         return self._package(stats, decoded.device)
+
+    def _registered(self, decoded: torch.Tensor, size: tuple[int, int], seeds: np.ndarray,
+                    logits: torch.Tensor | None) -> dict:
+        """Plugin measures (torch): the point estimate and, when one needs them, the T samples
+        with this scorer's dropout position and masks."""
+        det = (self.model.classify(decoded, size) if logits is None else logits).float()
+        mc = None
+        if self.mc_samples > 0 and (self.point_from_mean or any(s.needs_mc for s in self.extra_measures)):
+            if self.position == "head_input":
+                mc = torch.stack([torch.softmax(self.model.classify(
+                    apply_dropout(decoded, seeds, t, self.dropout_p), size).float(), dim=1)
+                    for t in range(self.mc_samples)])
+            else:
+                mc = torch.stack([torch.softmax(apply_dropout(det, seeds, t, self.dropout_p), dim=1)
+                                  for t in range(self.mc_samples)])
+        point = mc.mean(0) if (self.point_from_mean and mc is not None) else torch.softmax(det, dim=1)
+        return registered_measure_stats(self.extra_measures, point, mc)
 
     def _deterministic(self, logits: torch.Tensor) -> dict:
         p = torch.softmax(logits.float(), dim=1)
@@ -159,12 +183,33 @@ class MCDropoutScorer:
     @staticmethod
     def _package(stats: dict, device: torch.device) -> PixelScores:
         as_tensor = lambda v: torch.as_tensor(v).to(device)  # noqa: E731
-        maps = {name: as_tensor(stats[name]).float() for name in MAP_ORDER if name in stats}
-        frame = {}
-        if "area_disagreement" in stats:
-            frame["area_disagreement"] = as_tensor(stats["area_disagreement"]).float()
+        maps = {name: as_tensor(stats[name]).float()
+                for name in MAP_ORDER + measure_names("pixel", native=False) if name in stats}
+        frame = {name: as_tensor(stats[name]).float()
+                 for name in measure_names("frame") if name in stats}
         ovr = as_tensor(stats["ovr"]) if stats.get("ovr") is not None else None
         return PixelScores(maps=maps, pred=as_tensor(stats["pred"]).long(), frame=frame, ovr=ovr)
+
+
+def registered_measure_stats(specs, point_p: torch.Tensor, mc_probs: torch.Tensor | None) -> dict:
+    """Registered measures computed by their ``compute`` functions: ``point_p`` (B, C, H, W)
+    softmax probabilities, ``mc_probs`` (T, B, C, H, W) or None -> name -> (B, H, W) maps
+    (pixel measures) or (B,) values (frame measures).
+
+    Raises:
+        ValueError: a measure needs MC samples and ``mc_probs`` is None, or returns a bad shape.
+    """
+    out = {}
+    B, _, H, W = point_p.shape
+    for spec in specs:
+        if spec.needs_mc and mc_probs is None:
+            raise ValueError(f"measure {spec.name!r} needs MC samples (scoring.mc_samples >= 2)")
+        value = spec.function()(mc_probs if spec.needs_mc else point_p)
+        want = (B, H, W) if spec.kind == "pixel" else (B,)
+        if tuple(value.shape) != want:
+            raise ValueError(f"measure {spec.name!r} returned shape {tuple(value.shape)}, expected {want}")
+        out[spec.name] = value
+    return out
 
 
 def scale_input(images: torch.Tensor, scale: float) -> torch.Tensor:
@@ -191,4 +236,5 @@ def resize_scores(scores: PixelScores, size: tuple[int, int]) -> PixelScores:
     return PixelScores(maps=maps, pred=pred, frame=scores.frame, ovr=ovr, features=scores.features)
 
 
-__all__ = ["MCDropoutScorer", "PixelScores", "ad_from_counts", "resize_scores", "torch_mc_stats"]
+__all__ = ["MCDropoutScorer", "PixelScores", "ad_from_counts", "registered_measure_stats",
+           "resize_scores", "torch_mc_stats"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rayal.core.measures import get_measure
+from rayal.core.tables import score_column
 from rayal.scoring.aggregate import RegionIndex, class_histogram, frame_reduce
 from rayal.scoring.embeddings import frame_embeddings, region_embeddings
 from rayal.scoring.engine import PixelScores
@@ -30,13 +32,19 @@ def frame_columns(scores: PixelScores, measures: list[str], aggregate: list[str]
         if name in scores.frame:
             cols[name] = scores.frame[name].cpu().numpy().astype(np.float32)
         elif name in scores.maps:
-            for how in aggregate:
-                cols[f"{name}_{how}"] = frame_reduce(scores.maps[name], how).cpu().numpy()
+            for how in _aggregations(name, aggregate):
+                cols[score_column(name, how)] = frame_reduce(scores.maps[name], how).cpu().numpy()
     if MATURITY in scores.maps:  # multi-head mode: not a configurable measure, always kept
         for how in aggregate:
             cols[f"{MATURITY}_{how}"] = frame_reduce(scores.maps[MATURITY], how).cpu().numpy()
     cols["pred_hist"] = class_histogram(scores.pred, num_classes).cpu().numpy().astype(np.int32)
     return cols
+
+
+def _aggregations(measure: str, aggregate: list[str]) -> list[str]:
+    """The configured aggregates the measure supports (measure registry)."""
+    supported = get_measure(measure).aggregations
+    return [how for how in aggregate if how in supported]
 
 
 def top_k_union(keys: torch.Tensor, exists: torch.Tensor, k: int | None) -> torch.Tensor:
@@ -62,8 +70,8 @@ def region_columns(scores: PixelScores, region_map: torch.Tensor, unit: str,
     score_cols: dict[str, torch.Tensor] = {}
     for name in measures:
         if name in scores.maps:
-            for how in aggregate:
-                score_cols[f"{name}_{how}"] = index.reduce(scores.maps[name], how)
+            for how in _aggregations(name, aggregate):
+                score_cols[score_column(name, how)] = index.reduce(scores.maps[name], how)
     if MATURITY in scores.maps:  # MADBAL's superpixel u: the region mean of the pixel score
         score_cols[MATURITY] = index.reduce(scores.maps[MATURITY], "mean")
     keys = list(score_cols.values())

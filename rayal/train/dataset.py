@@ -86,6 +86,9 @@ def specs_from_units(units: pa.Table, unit: str, one_pixel: Sequence[LabelSpec] 
     Image units label whole frames, patches their true pixels, superpixels their dominant label.
     ``one_pixel`` specs (points) replace the superpixel labels of their frames.
     """
+    from rayal.core.units import get_unit
+
+    spec = get_unit(unit)   # the unit's label rule: full pixels or its dominant class
     frames = units.column("frame_id").to_pylist()
     regions = units.column("region_id").to_numpy()
     dominant = units.column("dominant_class").to_numpy()
@@ -98,9 +101,9 @@ def specs_from_units(units: pa.Table, unit: str, one_pixel: Sequence[LabelSpec] 
         rows = by_frame[frame_id]
         if frame_id in points:
             specs.append(points[frame_id])
-        elif unit == "image":
+        elif spec.level == "image":
             specs.append(LabelSpec(frame_id))
-        elif unit == "patch":
+        elif spec.label == "full":
             specs.append(LabelSpec(frame_id, "full", tuple(int(regions[i]) for i in rows)))
         else:
             specs.append(LabelSpec(frame_id, "dominant", tuple(int(regions[i]) for i in rows),
