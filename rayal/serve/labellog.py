@@ -143,9 +143,14 @@ def write_mask(path: str, full: np.ndarray) -> None:
 
     buf = io.BytesIO()
     Image.fromarray(np.asarray(full, np.uint8), mode="L").save(buf, format="PNG")
+    write_soft(path, buf.getvalue())
+
+
+def write_soft(path: str, data: bytes) -> None:
+    """Replace a file atomically, without fsync (derived or soft state)."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
+        f.write(data)
     os.replace(tmp, path)
 
 
@@ -172,4 +177,4 @@ def rebuild_masks(entries: list[dict], mask_dir: str, ignore_index: int) -> int:
 
 
 __all__ = ["LabelLog", "make_entry", "apply_entry", "read_entries", "rebuild_masks",
-           "load_mask", "write_mask", "LOG_FILE"]
+           "load_mask", "write_mask", "write_soft", "LOG_FILE"]

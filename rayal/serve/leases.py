@@ -64,14 +64,6 @@ def parse_task_id(value: str) -> tuple[int, str, int]:
 REFRESH_SECONDS = 5.0
 
 
-def _write_soft(path: str, data: bytes) -> None:
-    """Replace a file atomically, without fsync (soft state)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 class _Pending:
     """One label waiting for its group commit."""
 
@@ -143,7 +135,9 @@ class TaskDesk:
 
     def _save(self) -> None:
         """Leases to ``leases.json`` (call under the lock; soft state, no fsync)."""
-        _write_soft(os.path.join(self.serve_dir, LEASES_FILE),
+        from rayal.serve.labellog import write_soft
+
+        write_soft(os.path.join(self.serve_dir, LEASES_FILE),
                     json.dumps({"leases": self.leases}).encode())
 
     def _queued_in(self, round_id: int) -> set:

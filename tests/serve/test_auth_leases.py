@@ -99,3 +99,41 @@ def test_submit_ingests_after_mask_file_and_is_idempotent(desk):
     with pytest.raises(TaskError, match="another annotator"):
         d.submit(t["task_id"], "b", mask, region, 3, counts, now=1002.0)
     assert pool.status()["labeled"] == 1
+
+
+def test_concurrent_labels_group_commit_and_survive_a_restart(desk):
+    import threading
+
+    from rayal.serve.labellog import read_entries
+
+    d, pool = desk
+    tasks = d.lease("a", 4, now=1000.0)
+    region = np.ones((4, 5), bool)
+    reports, errors = {}, []
+
+    def label(t, cls):
+        mask = np.full((4, 5), cls, np.int32)
+        try:
+            reports[t["task_id"]] = d.submit(t["task_id"], "a", mask, region, cls,
+                                             np.bincount(mask.ravel(), minlength=8), now=1001.0)
+        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=label, args=(t, i + 1)) for i, t in enumerate(tasks)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and all(r["labeled"] == 1 for r in reports.values()) and len(reports) == 4
+    assert pool.status()["labeled"] == 4 and not d.leases_of("a", now=1001.0)
+    assert len(read_entries(os.path.join(d.serve_dir, "labels.log"))) == 4
+    # the masks are derived: a restarted desk rebuilds them from the log and knows who labelled
+    for t in tasks:
+        os.remove(os.path.join(d.mask_dir, f"{t['frame_id']}.png"))
+    again = TaskDesk(pool, d.serve_dir, lease_seconds=100.0)
+    from PIL import Image
+
+    for i, t in enumerate(tasks):
+        assert (np.asarray(Image.open(os.path.join(d.mask_dir, f"{t['frame_id']}.png"))) == i + 1).all()
+        assert again.check(t["task_id"], "a") == "resent"
+    assert again.lease("b", 4, now=1001.0) == []   # nothing left queued
