@@ -68,21 +68,25 @@ class Format:
 
 
 _FORMATS: dict[str, Format] = {}
+_BUILTIN_LOADED = False
 
 
 def register_format(fmt: Format) -> Format:
     """Add (or replace) a format under ``fmt.name``."""
+    _builtin()
     _FORMATS[fmt.name] = fmt
     return fmt
 
 
 def _builtin() -> None:
-    if _FORMATS:
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
         return
+    _BUILTIN_LOADED = True
     from rayal.pool.formats import coco, labelstudio, parquet, png
 
     for module in (parquet, png, coco, labelstudio):
-        register_format(module.FORMAT)
+        _FORMATS.setdefault(module.FORMAT.name, module.FORMAT)
 
 
 def formats() -> dict[str, Format]:
