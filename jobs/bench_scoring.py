@@ -15,8 +15,16 @@
    16, frame embeddings), replayed under new frame ids; ``1000 / ms`` is the frames/s at which
    one driver core saturates.
 
+6. ``--million``: 1,000,000 synthetic frames at 16x16 through a real ``rayal score`` process:
+   frames/s, peak RSS of the driver and of the Ray workers, RSS at 10 / 50 / 100 % of the job
+   (see ``jobs/bench_scoring_scale.py``; ``--frames`` / ``--size`` change the job).
+7. ``--gpu``: frames/s per GPU of ``rayal score`` on CUDA and the MC-dropout cost ratio on CUDA
+   (refuses without CUDA).
+
     python jobs/bench_scoring.py --quick      # < 1 minute
-    python jobs/bench_scoring.py              # all three, ~15 minutes on 2 cores
+    python jobs/bench_scoring.py              # 1 - 5, ~15 minutes on 2 cores
+    python jobs/bench_scoring.py --million    # 6 only
+    python jobs/bench_scoring.py --gpu        # 7 only, on a CUDA machine
 """
 from __future__ import annotations
 
@@ -42,6 +50,8 @@ from rayal.pipeline.sink import ScoreSink
 from rayal.scoring import MCDropoutScorer
 from rayal.scoring import measures as M
 
+from bench_scoring_scale import bench_gpu, bench_million, print_million, require_cuda
+
 
 def _interleaved_medians(fns: dict, repeats: int, cold: tuple = ()) -> dict[str, float]:
     """Median seconds of each function, timed round-robin so load drifts hit all alike.
@@ -58,36 +68,51 @@ def _interleaved_medians(fns: dict, repeats: int, cold: tuple = ()) -> dict[str,
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def bench_mc_cost(batch: int, height: int, width: int, samples: int, repeats: int) -> dict:
+def bench_mc_cost(batch: int, height: int, width: int, samples: int, repeats: int,
+                  device: str = "cpu") -> dict:
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch="Unet", encoder="mobilenet_v2"), num_classes=12).eval()
-    images = torch.rand(batch, 3, height, width)
+    model = model.to(device)
+    images = torch.rand(batch, 3, height, width, device=device)
     ids = [f"f{i}" for i in range(batch)]
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     @torch.no_grad()
     def one_pass():
-        return model(images)
+        out = model(images)
+        sync()
+        return out
 
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator(device=device).manual_seed(0)
 
     @torch.no_grad()
     def naive():  # what peers do: T full passes with nn.Dropout-style masks, then the statistics
         probs = []
         for _ in range(samples):
             logits = model(images)
-            keep = torch.rand(logits.shape, generator=generator) >= 0.2
+            keep = torch.rand(logits.shape, generator=generator, device=device) >= 0.2
             probs.append(torch.softmax(logits * keep / 0.8, 1))
         probs = torch.stack(probs)
         point = probs.mean(0)
-        return (M.entropy(point), M.bald(probs), M.vote_entropy(probs), M.variance(probs),
-                M.area_disagreement(probs))
+        out = (M.entropy(point), M.bald(probs), M.vote_entropy(probs), M.variance(probs),
+               M.area_disagreement(probs))
+        sync()
+        return out
 
     logits_scorer = MCDropoutScorer(model, mc_samples=samples, position="logits")
     head_scorer = MCDropoutScorer(model, mc_samples=samples, position="head_input")
+
+    def synced(scorer):
+        def run():
+            out = scorer(images, ids)
+            sync()
+            return out
+        return run
+
     out = _interleaved_medians({
         "one_pass_s": one_pass,
-        "mc_logits_s": lambda: logits_scorer(images, ids),
-        "mc_head_input_s": lambda: head_scorer(images, ids),
+        "mc_logits_s": synced(logits_scorer),
+        "mc_head_input_s": synced(head_scorer),
         "naive_s": naive,
     }, repeats, cold=("naive_s",))
     base = out["one_pass_s"]
@@ -258,7 +283,24 @@ def bench_driver_sink(frames: int, height: int, width: int, batch: int, workdir:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--million", action="store_true",
+                        help="only the end-to-end scale run (item 6 of the docstring)")
+    parser.add_argument("--frames", type=int, default=1_000_000, help="frames of --million")
+    parser.add_argument("--size", type=int, default=16, help="frame side of --million (pixels)")
+    parser.add_argument("--batch", type=int, default=512, help="scoring batch of --million")
+    parser.add_argument("--gpu", action="store_true", help="only the CUDA measures (item 7)")
     args = parser.parse_args()
+    if args.million + args.gpu + args.quick > 1:
+        parser.error("give at most one of --quick, --million, --gpu")
+    if args.million:
+        if args.frames < 10 or args.size < 8 or args.size % 8:
+            parser.error("--frames must be >= 10 and --size a multiple of 8 (>= 8)")
+        with tempfile.TemporaryDirectory() as tmp:
+            print_million(bench_million(args.frames, args.size, args.batch, Path(tmp)))
+        return
+    if args.gpu:
+        gpu_main()
+        return
     torch.set_num_threads(2)
     if args.quick:
         mc = bench_mc_cost(batch=4, height=176, width=240, samples=10, repeats=2)
@@ -297,6 +339,22 @@ def main() -> None:
     print(f"superpixel_cached_vs_uncached: {sp['superpixel_cached_vs_uncached']:.3f}")
     print(f"driver_cpu_ms_per_frame: {drv['driver_cpu_ms_per_frame']:.3f}")
     print(f"driver_saturates_frames_per_second: {drv['driver_saturates_fps']:.0f}")
+
+
+def gpu_main() -> None:
+    require_cuda()
+    mc = bench_mc_cost(batch=16, height=352, width=480, samples=10, repeats=10, device="cuda")
+    print(f"MC-dropout T=10, Unet/mobilenet_v2, 352x480, batch 16, {torch.cuda.get_device_name(0)}")
+    print(f"  one deterministic pass     {mc['one_pass_s'] * 1e3:8.2f} ms   1.00x")
+    print(f"  rayal MC (logits dropout)  {mc['mc_logits_s'] * 1e3:8.2f} ms   {mc['mc_cost_ratio']:.2f}x")
+    print(f"  naive T full passes        {mc['naive_s'] * 1e3:8.2f} ms   {mc['naive_ratio']:.2f}x")
+    with tempfile.TemporaryDirectory() as tmp:
+        g = bench_gpu(Path(tmp))
+    print(f"rayal score on CUDA, {g['frames']} synthetic frames 360x480, T=10, patch units, "
+          f"{g['gpus']} x {g['name']}")
+    print(f"  {g['fps']:.1f} frames/s after start-up, {g['fps_per_gpu']:.1f} per GPU")
+    print(f"gpu_mc_cost_ratio: {mc['mc_cost_ratio']:.3f}")
+    print(f"gpu_frames_per_second_per_gpu: {g['fps_per_gpu']:.1f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ Faults (what is retried, what is not):
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -41,6 +42,7 @@ from rayal.pipeline.batch import FrameBatchScorer
 from rayal.pipeline.frames import (FrameSource, check_frame_store, check_unique_frame_ids,
                                    decode_frames, frame_source)
 from rayal.pipeline.manifest_source import ManifestDatasource
+from rayal.pipeline.ray_log_filter import ray_data_false_alarm_filtered
 from rayal.pipeline.runtime import init_ray, quiet_ray_data, write_run_metadata
 from rayal.pipeline.sink import ScoreSink, clear_outputs, open_resume
 from rayal.pipeline.storage import remove_tree
@@ -216,14 +218,16 @@ def run_scoring(config: RayalConfig, *, progress: bool = True, pool=None,
                        else build_dataset(config, source, skip).iter_batches(
                            batch_format="pyarrow", batch_size=None, prefetch_batches=2))
             bar = tqdm(total=todo, desc="scoring", unit="frame", disable=not progress)
-            for batch in batches:
-                good, bad = sink.write(batch)
-                scored += good
-                quarantined += bad
-                bar.update(good + bad)
-                if first_at is None:
-                    first_at, first_rows = time.perf_counter(), good + bad
-                bar.set_postfix(quarantined=quarantined)
+            # Ray Data's pool actors make Ray core log a false alarm (see ray_log_filter)
+            with (ray_data_false_alarm_filtered() if pool is None else contextlib.nullcontext()):
+                for batch in batches:
+                    good, bad = sink.write(batch)
+                    scored += good
+                    quarantined += bad
+                    bar.update(good + bad)
+                    if first_at is None:
+                        first_at, first_rows = time.perf_counter(), good + bad
+                    bar.set_postfix(quarantined=quarantined)
             bar.close()
         outputs = sink.close()   # only a job that ran to the end commits its last part set
     finally:
