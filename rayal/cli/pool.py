@@ -14,7 +14,6 @@ import json
 import os
 import sys
 
-import numpy as np
 import pyarrow as pa
 
 SUBCOMMANDS = ("init", "select", "export", "ingest", "status", "repair")
@@ -105,9 +104,12 @@ def _get(ref):
 
 
 def _units_per_frame(config) -> int | None:
-    if config.pool.unit == "patch":
-        return int(np.prod(config.scoring.grid))
-    return 1 if config.pool.unit == "image" else None
+    """Exact units per frame from the unit registry (image 1, patch the grid); None when only
+    nominal (superpixels)."""
+    from rayal.core.units import get_unit
+
+    spec = get_unit(config.pool.unit)
+    return spec.units_per_frame(config.scoring) if spec.exact_count else None
 
 
 def print_status(status: dict, class_names=None, out=None) -> None:
@@ -158,7 +160,8 @@ def _select(config, handle, args) -> None:
     seed = args.seed if args.seed is not None else config.seed + args.round
     query = _get(handle.select.remote(sel.strategy, selection_params(config), budget, args.round,
                                       args.score_dir,
-                                      seed, owner=args.owner, plugins=args.plugin))
+                                      seed, owner=args.owner,
+                                      plugins=[*args.plugin, *config.selection.plugins]))
     print(f"round {args.round}: {query.num_rows} {config.pool.unit} unit(s) selected by {sel.strategy}")
     for row in query.slice(0, 10).to_pylist():
         print(f"  {row['rank']:>4}  {row['frame_id']}  region {row['region_id']}  "

@@ -33,7 +33,6 @@ def load_plugins(plugins: Iterable[str] | None = ()) -> list[str]:
     names = []
     for spec in plugins or ():
         spec = str(spec)
-        _remember(os.path.abspath(spec) if spec.endswith(".py") else spec)
         if not spec.endswith(".py"):
             try:
                 importlib.import_module(spec)
@@ -42,11 +41,13 @@ def load_plugins(plugins: Iterable[str] | None = ()) -> list[str]:
                     raise ImportError(f"cannot import plugin {spec!r}: no module named {err.name!r}") from None
                 raise
             names.append(spec)
+            _remember(spec)
             continue
         path = os.path.abspath(spec)
         name = "rayal_plugin_" + hashlib.sha1(path.encode()).hexdigest()[:12]
         names.append(name)
         if name in sys.modules:
+            _remember(path)
             continue
         module_spec = importlib.util.spec_from_file_location(name, path)
         if module_spec is None or module_spec.loader is None or not os.path.isfile(path):
@@ -58,6 +59,7 @@ def load_plugins(plugins: Iterable[str] | None = ()) -> list[str]:
         except BaseException:
             del sys.modules[name]
             raise
+        _remember(path)
     return names
 
 
