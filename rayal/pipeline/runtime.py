@@ -41,12 +41,17 @@ def init_ray(config: RayConfig, *, quiet: bool = True) -> bool:
 def worker_env_vars(environ=None) -> dict[str, str]:
     """The non-secret object-store settings of this process (``AWS_ENDPOINT_URL``,
     ``AWS_ENDPOINT_URL_S3``, region) that a cluster's workers need to reach the same store, as
-    ``rayal submit`` forwards them; credentials are never forwarded. Inside a Ray job, the keys
+    ``rayal submit`` forwards them, and ``$RAYAL_PLUGINS`` (the plugins this process imported);
+    credentials are never forwarded. Inside a Ray job, the keys
     its ``runtime_env`` already sets are left out (Ray refuses a key set twice)."""
     from rayal.pipeline.jobs_client import forwarded_env
 
+    from rayal.core.plugins import ENV_VAR
+
     environ = os.environ if environ is None else environ
     env = forwarded_env(environ=environ)
+    if environ.get(ENV_VAR):   # selection.plugins: the workers import them on first lookup
+        env[ENV_VAR] = environ[ENV_VAR]
     job = environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
     if job:
         try:

@@ -76,3 +76,40 @@ def test_cli_round_trip(project, h, tmp_path, capsys):
     assert run("pool", "status", config) == 0
     table = capsys.readouterr().out
     assert "labeled" in table and "round" in table and np.all([c in table for c in "012"])
+
+
+def test_cli_formats_round_trip(project, h, tmp_path, capsys):
+    config, _ = project
+    assert run("pool", "init", config) == 0
+    scores = h.write_scores(tmp_path / "scores", 4, regions=16)
+    assert run("pool", "select", config, "--round", "0", "--score-dir", scores,
+               "--plugin", h.PLUGIN) == 0
+    assert run("pool", "export", config, "--round", "0", "--format", "yolo") == 2
+    assert "no exporter 'yolo'; export formats: parquet, coco, labelstudio" in capsys.readouterr().err
+    assert run("pool", "export", config, "--round", "0", "--format", "coco", "--labels", "oracle",
+               "--out", str(tmp_path / "q")) == 0
+    assert "exported 5 unit(s) as coco" in capsys.readouterr().out
+    path = tmp_path / "q" / "round-0000.coco.json"
+    doc = json.loads(path.read_text())
+    spoiled = tmp_path / "spoiled.coco.json"
+    doc_bad = json.loads(path.read_text())
+    doc_bad["annotations"][0]["category_id"] = 9
+    spoiled.write_text(json.dumps(doc_bad))
+    assert run("pool", "ingest", config, "--format", "coco", "--masks", str(spoiled)) == 2
+    assert "unknown class id 9" in capsys.readouterr().err
+    assert run("pool", "ingest", config, "--format", "coco", "--masks", str(path)) == 0
+    assert "labeled 5" in capsys.readouterr().out and doc["annotations"]
+
+
+def test_select_loads_plugins_named_in_the_config(project, h, tmp_path, capsys):
+    """``selection.plugins`` works in ``pool select`` like ``--plugin``: the coordinator actor
+    (another process) imports them before it builds the strategy."""
+    config, _ = project
+    with_plugin = tmp_path / "with_plugin.yaml"
+    cfg = yaml.safe_load(open(config))
+    cfg["selection"]["plugins"] = [h.PLUGIN]
+    with_plugin.write_text(yaml.safe_dump(cfg))
+    assert run("pool", "init", str(with_plugin)) == 0
+    scores = h.write_scores(tmp_path / "scores", 4, regions=16)
+    assert run("pool", "select", str(with_plugin), "--round", "0", "--score-dir", scores) == 0
+    assert "5 patch unit(s) selected by pool_test_top" in capsys.readouterr().out
