@@ -159,7 +159,7 @@ def _already_done(config: RayalConfig, source: FrameSource, done: pa.Array) -> i
     from rayal.pipeline.frames import pool_frame_batches
 
     return sum(pc.sum(pc.is_in(b.column("frame_id"), value_set=done)).as_py() or 0
-               for b in pool_frame_batches(config.data))
+               for b in pool_frame_batches(config.data, batch_rows=65_536))   # never the whole manifest
 
 
 def _with_num_classes(config: RayalConfig) -> RayalConfig:
