@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from rayal.cli.submit import job_entry
+from rayal.cli.main import job_entry
 
 if __name__ == "__main__":
     sys.exit(job_entry("tune"))

@@ -8,12 +8,12 @@ import traceback
 import warnings
 from pathlib import Path
 
-from rayal import __version__
-from rayal.cli.pool import add_pool_parser, cmd_pool
-from rayal.cli.serve import add_serve_parser, cmd_serve
-from rayal.cli.submit import COMMANDS as SUBMIT_COMMANDS, add_submit_parsers
-from rayal.cli.experiment import add_experiment_parsers, cmd_compare, cmd_run, cmd_tune
-from rayal.cli.train import add_train_parsers, cmd_evaluate, cmd_train
+from rayal.cli.pool import cmd_pool
+from rayal.cli.serve import cmd_serve
+from rayal.cli.parser import build_parser
+from rayal.cli.submit import COMMANDS as SUBMIT_COMMANDS, job_argv
+from rayal.cli.experiment import cmd_compare, cmd_run, cmd_tune
+from rayal.cli.train import cmd_evaluate, cmd_train
 from rayal.config import load_config
 from rayal.errors import RayalError, RayalWarning
 
@@ -25,44 +25,6 @@ def _model_override(spec: str) -> list[str]:
     arch, _, encoder = spec.partition(":")
     out = [f"model.arch={arch}", "model.checkpoint=null"]
     return out + ([f"model.encoder={encoder}"] if encoder else [])
-
-
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="?", help="YAML config (defaults when omitted)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config value, e.g. scoring.mc_samples=4")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rayal", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"rayal {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="print the traceback of an error too (also RAYAL_DEBUG=1)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    score = sub.add_parser("score", help="score the unlabelled pool into parquet tables")
-    _add_config_args(score)
-    score.add_argument("--model", help="ARCH[:ENCODER] for a fresh smp model, or a checkpoint path")
-    score.add_argument("--no-progress", action="store_true", help="no progress bar")
-    score.add_argument("--resume", action="store_true",
-                       help="keep the part sets a killed run committed; score only the other frames")
-    add_pool_parser(sub)
-    add_train_parsers(sub, _add_config_args)
-    add_experiment_parsers(sub, _add_config_args)
-    add_submit_parsers(sub)
-    add_serve_parser(sub, _add_config_args)
-    _debug_flag(parser, skip=("submit",))   # submit passes what follows on to the job's rayal
-    return parser
-
-
-def _debug_flag(parser: argparse.ArgumentParser, skip=()) -> None:
-    """``--debug`` after any subcommand too (``rayal train CONFIG --debug``)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, child in action.choices.items():
-                if name not in skip:
-                    child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                                       help="print the traceback of an error too")
-                    _debug_flag(child)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -168,6 +130,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         warnings.showwarning = plain
+
+
+def job_entry(subcommand: str, argv: list[str] | None = None) -> int:
+    """Entry point of ``jobs/<subcommand>.py`` (plain ``ray job submit -- python jobs/x.py ...``)."""
+    parser = argparse.ArgumentParser(prog=f"jobs/{subcommand}.py",
+                                     description=f"Ray job entry point: `rayal {subcommand}`; other "
+                                                 "arguments are passed on")
+    parser.add_argument("--config", help="YAML config (defaults when omitted)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args, rest = parser.parse_known_args(argv)
+    return main(job_argv(subcommand, args.config, args.overrides, rest))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 driver's log streamed as it is written, and an exit code that mirrors the job
 (0 exactly when it SUCCEEDED, 1 FAILED, 3 STOPPED, 2 when nothing was submitted).
 The command is parsed and its config validated locally first, so a typo fails in
-a second instead of after the upload. Wire into ``rayal.cli.main`` with
-``add_submit_parsers(subparsers)`` and dispatch ``submit`` / ``jobs`` through
+a second instead of after the upload. The two parsers are
+built in :mod:`rayal.cli.parser`; ``rayal.cli.main`` dispatches ``submit`` / ``jobs`` through
 :data:`COMMANDS`.
 """
 from __future__ import annotations
@@ -20,64 +20,7 @@ import uuid
 from pathlib import Path
 
 from rayal import __version__
-
-SUBMIT_EXAMPLE = """examples:
-  rayal submit --address http://HEAD:8265 -- score configs/camvid.yaml --set output_dir=s3://b/runs/r0
-  rayal submit --no-wait -- run configs/demo.yaml      # print the job id and return
-  rayal jobs logs raysubmit_XXXX --follow
-token: --token / --token-file, else RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token"""
-
-
-def _client_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", help="Jobs API, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS, "
-                        "RAY_ADDRESS, else http://127.0.0.1:8265)")
-    parser.add_argument("--token", help="cluster auth token (prefer RAY_AUTH_TOKEN or --token-file)")
-    parser.add_argument("--token-file", help="file holding the cluster auth token")
-
-
-def add_submit_parsers(subparsers) -> None:
-    """Add ``submit`` and ``jobs`` to the ``rayal`` sub-parsers."""
-    p = subparsers.add_parser(
-        "submit", help="run a rayal command as a Ray job on a cluster and follow it",
-        epilog=SUBMIT_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _client_args(p)
-    p.add_argument("--working-dir", default=".",
-                   help="directory uploaded as the job's working dir (default: .); holds the config")
-    p.add_argument("--no-working-dir", action="store_true",
-                   help="upload nothing: paths must exist on the cluster, rayal must be installed there")
-    p.add_argument("--exclude", action="append", default=[], help="extra upload exclude pattern")
-    p.add_argument("--pip", action="append", default=[],
-                   help="pip requirement installed for the job, e.g. rayal==0.1.0 (the local "
-                        "rayal package is then not uploaded)")
-    p.add_argument("--no-ship-code", action="store_true", help="use the rayal installed on the cluster")
-    p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
-                   help="environment variable for the job (NAME copies the local value)")
-    p.add_argument("--num-cpus", type=float, help="CPUs reserved for the driver (entrypoint)")
-    p.add_argument("--num-gpus", type=float, help="GPUs reserved for the driver (entrypoint)")
-    p.add_argument("--memory", type=int, help="bytes of memory reserved for the driver")
-    p.add_argument("--submission-id", help="job id (default rayal-<command>-<time>-<random>)")
-    p.add_argument("--python", default="python", help="python executable on the cluster")
-    p.add_argument("--no-wait", action="store_true", help="submit, print the id and return")
-    p.add_argument("--no-validate", action="store_true", help="skip the local config check")
-    p.add_argument("job_command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
-                   help="the rayal command to run, e.g. -- run configs/demo.yaml --set seed=1")
-
-    jobs = subparsers.add_parser("jobs", help="Ray jobs on a cluster: list, status, logs, stop")
-    sub = jobs.add_subparsers(dest="jobs_command", required=True)
-    ls = sub.add_parser("list", help="jobs of the cluster, newest first")
-    _client_args(ls)
-    ls.add_argument("--limit", type=int, default=20, help="at most this many (0: all)")
-    ls.add_argument("--json", action="store_true")
-    for name, text in (("status", "one job's status"), ("logs", "one job's driver log"),
-                       ("stop", "stop a job")):
-        q = sub.add_parser(name, help=text)
-        _client_args(q)
-        q.add_argument("job_id")
-        if name == "logs":
-            q.add_argument("--follow", "-f", action="store_true",
-                           help="stream until the job ends; exit code mirrors the job")
-        if name == "stop":
-            q.add_argument("--no-wait", action="store_true", help="do not wait until it has stopped")
+from rayal.cli.parser import build_parser
 
 
 def _note(message: str) -> None:
@@ -107,7 +50,6 @@ def _config_paths(ns) -> list[str]:
 def _check_command(argv: list[str], validate: bool):
     """Parse the forwarded command with rayal's own parser; load each config it names
     (with its ``--set`` overrides), so a typo fails here, before any upload."""
-    from rayal.cli.main import build_parser
     from rayal.config import load_config
 
     if not argv:
@@ -293,19 +235,6 @@ def job_argv(subcommand: str, config: str | None, overrides, rest=()) -> list[st
     """``rayal`` argv for ``jobs/<subcommand>.py --config C --set K=V ... [extra args]``."""
     return ([subcommand] + ([config] if config else [])
             + [x for o in overrides for x in ("--set", o)] + list(rest))
-
-
-def job_entry(subcommand: str, argv: list[str] | None = None) -> int:
-    """Entry point of ``jobs/<subcommand>.py`` (plain ``ray job submit -- python jobs/x.py ...``)."""
-    from rayal.cli.main import main
-
-    parser = argparse.ArgumentParser(prog=f"jobs/{subcommand}.py",
-                                     description=f"Ray job entry point: `rayal {subcommand}`; other "
-                                                 "arguments are passed on")
-    parser.add_argument("--config", help="YAML config (defaults when omitted)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args, rest = parser.parse_known_args(argv)
-    return main(job_argv(subcommand, args.config, args.overrides, rest))
 
 
 COMMANDS = {"submit": cmd_submit, "jobs": cmd_jobs}

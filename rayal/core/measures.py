@@ -26,7 +26,7 @@ from rayal.core.names import NameView
 from rayal.core.plugins import load_env_plugins, resolve
 
 __all__ = ["AGGREGATES", "FRAME_MEASURES", "MC_MEASURES", "MeasureSpec", "PIXEL_MEASURES",
-           "get_measure", "measure_names", "on_measure_registered", "register_measure"]
+           "get_measure", "measure_names", "on_measure_registered", "register_measure", "score_column"]
 
 AGGREGATES = ("mean", "max")
 
@@ -51,8 +51,6 @@ class MeasureSpec:
 
     def columns(self, aggregates=AGGREGATES) -> list[str]:
         """Score-table column names of this measure for the configured ``aggregates``."""
-        from rayal.core.tables import score_column
-
         if self.kind == "frame":
             return [self.name]
         return [score_column(self.name, a) for a in aggregates if a in self.aggregations]
@@ -66,6 +64,16 @@ class MeasureSpec:
 
 _MEASURES: dict[str, MeasureSpec] = {}
 _LISTENERS: list[Callable[[MeasureSpec], None]] = []
+
+
+def score_column(measure: str, aggregate: str | None = None) -> str:
+    """Column of a measure in the score tables: ``{measure}_{aggregate}`` for pixel measures,
+    ``{measure}`` for frame measures (e.g. ``area_disagreement``) and unknown ones without an
+    aggregate."""
+    spec = _MEASURES.get(measure)
+    if (spec is not None and spec.kind == "frame") or aggregate is None:
+        return measure
+    return f"{measure}_{aggregate}"
 
 
 def register_measure(name: str, *, compute: Callable | str, kind: str = "pixel",

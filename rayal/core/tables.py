@@ -15,24 +15,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from rayal.core.measures import score_column   # column naming follows the measure's kind
+
 __all__ = ["FRAME_ID", "REGION_ID", "SCORE_TABLES", "UNIT", "QUERY_SCHEMA", "score_column"]
 
 SCORE_TABLES = ("frames", "regions", "embeddings")
 FRAME_ID, UNIT, REGION_ID = "frame_id", "unit", "region_id"
 PIXEL_COUNT, DOMINANT_PRED, PRED_HIST, OVR_MAX, EMBEDDING = (
     "pixel_count", "dominant_pred", "pred_hist", "ovr_max", "embedding")
-
-
-def score_column(measure: str, aggregate: str | None = None) -> str:
-    """Column of a measure in the score tables: ``{measure}_{aggregate}`` for pixel measures,
-    ``{measure}`` for frame measures (e.g. ``area_disagreement``) and unknown ones without an
-    aggregate."""
-    from rayal.core.measures import _MEASURES
-
-    spec = _MEASURES.get(measure)
-    if (spec is not None and spec.kind == "frame") or aggregate is None:
-        return measure
-    return f"{measure}_{aggregate}"
 
 
 QUERY_SCHEMA = pa.schema([

@@ -25,7 +25,7 @@ from torch import nn
 
 from rayal.config.sections import ModelConfig
 from rayal.config.training import MadbalConfig
-from rayal.models.factory import SegmentationNet
+from rayal.models.base import SegmentationNet
 
 NUM_HEADS = 3
 LOSS_CHANNELS = ("boundary", "centre")

@@ -29,7 +29,6 @@ anywhere else raises :class:`JournalCorruptError` instead of losing records.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -164,31 +163,29 @@ def state_from_tables(tables: dict[str, pa.Table], meta: dict) -> PoolState:
                      requests={int(r): h for r, h in meta["requests"].items()}, seq=meta["seq"])
 
 
-def digest_state(state: PoolState) -> str:
-    """sha256 over the logical content of a state: per-unit values, not internal row ids, so
-    the same mutations applied in another order (owner / reason / label row numbering) match."""
-    h = hashlib.sha256(json.dumps([state.unit, state.num_classes, state.seq,
-                                   sorted(state.requests.items())]).encode())
-    for name in ("frame_id", "uri", "mask_uri"):
-        h.update("\0".join(state.frames.column(name).fill_null("\1").to_pylist()).encode())
-    for array in (state.keys, *(state.cols[n] for n in ("status", "round", "expiry", "dominant"))):
-        h.update(np.ascontiguousarray(array).tobytes())
-    for table, ids in ((state.owners, state.cols["owner"]), (state.reasons, state.cols["reason"])):
-        h.update("\0".join(np.asarray(table + ("",), dtype=object)[ids].tolist()).encode())
-    rows = state.cols["label_row"]
-    h.update((rows >= 0).tobytes() + np.ascontiguousarray(state.label_counts[rows[rows >= 0]]).tobytes())
-    for r in sorted(state.queries):
-        h.update(json.dumps([r, state.queries[r].to_pylist()], default=str).encode())
-    return h.hexdigest()
-
-
 # --- the journal ------------------------------------------------------------------------------
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """fsync a local directory (a file created or renamed in it then survives a crash)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def append_fsynced(fd: int, data: bytes) -> None:
+    """Write all of ``data`` at the end of the open local file ``fd``, then fsync; returns once it
+    is on disk. On any failure (e.g. disk full) the file is cut back to its size before, so no
+    half record stands before the next one."""
+    size = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.ftruncate(fd, size)
+        raise
 
 
 def _seq_of(name: str) -> int | None:
@@ -253,7 +250,7 @@ class Journal:
                 os.fsync(f.fileno())
         if self.local:
             os.replace(tmp, final)
-            _fsync_dir(os.path.dirname(final))
+            fsync_dir(os.path.dirname(final))
             self._open_segment(state.seq + 1)   # later records go to a fresh segment
         else:
             self.fs.move(tmp, final)           # S3 / GCS: server-side copy, then delete
@@ -374,7 +371,7 @@ class Journal:
         if os.fstat(self._fd).st_size == 0:
             os.write(self._fd, SEGMENT_MAGIC)
             os.fsync(self._fd)
-            _fsync_dir(os.path.dirname(path))
+            fsync_dir(os.path.dirname(path))
 
     def append(self, record: Record) -> int:
         """Durably append ``record``; returns its sequence number once it is on disk."""
@@ -387,15 +384,7 @@ class Journal:
         if self.local:
             if self._fd is None:
                 self._open_segment(seq)
-            size = os.fstat(self._fd).st_size
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self._fd, view):]
-                os.fsync(self._fd)
-            except BaseException:
-                os.ftruncate(self._fd, size)   # e.g. disk full: no half record before the next
-                raise
+            append_fsynced(self._fd, data)
         else:
             with self.fs.open_output_stream(f"{self.path.rstrip('/')}/journal/{seq:020d}.rec") as f:
                 f.write(data)

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rayal.core.units import UNITS as _UNITS
+from rayal.pool.digest import digest_state
 from rayal.pool.labels import FRAME_SCHEMA, label_counts_array, normalize_frames, normalize_labels
 from rayal.selection.base import (LABELED, QUARANTINED, QUEUED, STATUS_NAMES, UNLABELED, Budget,
                                   PoolView, ScoreTables, split_keys, unit_keys)
@@ -418,6 +419,4 @@ class PoolState:
 
     def digest(self) -> str:
         """sha256 of the whole logical state (independent of Arrow chunking)."""
-        from rayal.pool.journal import digest_state
-
         return digest_state(self)

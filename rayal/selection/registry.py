@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 from rayal.core.strategy import register_strategy, registered, strategy_entry, strategy_info  # noqa: F401
 from rayal.core.strategy import Strategy  # noqa: F401
@@ -24,9 +25,7 @@ _loaded = False
 
 def strategy_modules() -> tuple[str, ...]:
     """Modules of :mod:`rayal.selection` discovered as strategy modules, sorted."""
-    import rayal.selection as package
-
-    return tuple(sorted(m.name for m in pkgutil.iter_modules(package.__path__)
+    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
                         if m.name not in _NOT_STRATEGIES and not m.name.startswith("_")))
 
 

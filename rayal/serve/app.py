@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from rayal.config import RayalConfig
 from rayal.serve.auth import AuthError, TokenBook
+from rayal.serve.calls import aunwrap, read_json, unwrap
 from rayal.serve.leases import TaskError, parse_task_id
 from rayal.serve.models import Predictor, current_version, learning_curve
 
@@ -36,28 +37,6 @@ def png_base64(mask: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(mask, np.uint8), mode="L").save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode()
-
-
-def unwrap(ref):
-    """ray.get, raising an actor's own exception (TaskError, ValueError) instead of Ray's wrapper."""
-    import ray
-
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayTaskError as err:
-        cause = getattr(err, "cause", None)
-        raise (cause if isinstance(cause, BaseException) else err) from None
-
-
-async def aunwrap(ref):
-    """``await`` an ObjectRef (the event loop keeps serving), raising the actor's own exception."""
-    import ray
-
-    try:
-        return await ref
-    except ray.exceptions.RayTaskError as err:
-        cause = getattr(err, "cause", None)
-        raise (cause if isinstance(cause, BaseException) else err) from None
 
 
 class Service:
@@ -187,25 +166,6 @@ class Service:
         if report.get("labeled") or report.get("updated"):
             self.jobs.note_labels.remote(1)
         return {**report, "acknowledged": True, "dominant_class": dominant}
-
-
-async def read_json(request: Request, limit: int) -> dict:
-    """The request's JSON object; TaskError 413 over ``limit`` bytes, 400 malformed."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TaskError(413, f"request body of {declared} bytes is over the limit of {limit}")
-    data = b""
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise TaskError(413, f"request body is over the limit of {limit} bytes")
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise TaskError(400, f"malformed JSON body: {err}") from None
-    if not isinstance(value, dict):
-        raise TaskError(400, "the JSON body must be an object")
-    return value
 
 
 def build_app(config: dict, serve_dir: str, tokens: list[dict]) -> FastAPI:

@@ -80,13 +80,13 @@ class LabelStudioBackend:
         return f"rayal-v{current_version(self.svc.serve_dir, self.svc.config)['version']}"
 
     def current_round(self):
-        from rayal.serve.app import unwrap
+        from rayal.serve.calls import unwrap
 
         return unwrap(self.svc.desk.current_round.remote())
 
     def priority(self, tid: str) -> float:
         """1 - rank / len(query) of the unit in its round's query; 0.0 outside it."""
-        from rayal.serve.app import unwrap
+        from rayal.serve.calls import unwrap
 
         round_id, frame_id, region_id = parse_task_id(tid)
         if round_id not in self._ranks:
@@ -131,7 +131,7 @@ class LabelStudioBackend:
 
     def ingest(self, body: dict) -> dict:
         """An ANNOTATION_CREATED / _UPDATED payload -> the ingest report (see module doc)."""
-        from rayal.serve.app import unwrap
+        from rayal.serve.calls import unwrap
 
         annotation, task = body.get("annotation"), body.get("task")
         if not isinstance(annotation, dict) or not isinstance(task, dict):
@@ -150,7 +150,7 @@ class LabelStudioBackend:
                                 "labelstudio": annotation.get("result")})
 
     def tasks(self, round_id, base_url: str) -> list[dict]:
-        from rayal.serve.app import unwrap
+        from rayal.serve.calls import unwrap
         from rayal.serve.leases import task_id
 
         round_id = self.current_round() if round_id is None else round_id
@@ -169,7 +169,7 @@ class LabelStudioBackend:
 def add_label_studio_routes(app: FastAPI, svc, tokens: list[dict]) -> LabelStudioBackend:
     from starlette.concurrency import run_in_threadpool
 
-    from rayal.serve.app import read_json, unwrap
+    from rayal.serve.calls import read_json, unwrap
 
     ls = LabelStudioBackend(svc, tokens)
     limit = svc.config.serve.max_body_bytes

@@ -22,7 +22,7 @@ def _int(body: dict, name: str, default=None, low: int = 1, high: int | None = N
 
 
 def add_v1_routes(app: FastAPI, svc) -> None:
-    from rayal.serve.app import aunwrap, read_json, unwrap
+    from rayal.serve.calls import aunwrap, read_json, unwrap
 
     limit = svc.config.serve.max_body_bytes
 

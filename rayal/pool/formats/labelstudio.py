@@ -20,7 +20,7 @@ import json
 import numpy as np
 
 from rayal.data import LabelError, join_uri, read_bytes
-from rayal.pool.formats import ExportRequest, Format, IngestRequest
+from rayal.pool.formats.base import ExportRequest, Format, IngestRequest
 from rayal.pool.formats.common import (LabelSource, batch_of, frame_info, frame_sizes,
                                        summarize_frame)
 

@@ -2,7 +2,7 @@
 with its region as COCO-style RLE and/or polygon (:func:`rayal.pool.export.export_query`)."""
 from __future__ import annotations
 
-from rayal.pool.formats import ExportRequest, Format
+from rayal.pool.formats.base import ExportRequest, Format
 
 
 def export(req: ExportRequest) -> dict:

@@ -3,7 +3,7 @@
 ``rayal pool ingest --masks`` (:func:`rayal.pool.labels.label_summaries`)."""
 from __future__ import annotations
 
-from rayal.pool.formats import Format, IngestRequest
+from rayal.pool.formats.base import Format, IngestRequest
 
 
 def ingest(req: IngestRequest):
