@@ -10,10 +10,11 @@ connection errors and 5xx with backoff (the kill windows). Faults, from this pro
 to the same Ray (``ray.init(address=...)``): at a quarter of the target the coordinator
 (``rayal-pool-<project>`` in namespace ``pool.namespace``) is killed with
 ``ray.kill(handle, no_restart=False)`` (Ray restarts it and it recovers from its journal); at
-three fifths the ingress replica actor (``SERVE_REPLICA::...rayal_ingress...``) is killed and
-Serve starts a new one. A kill window runs from the kill until the bench sees the actor
-answer again (the coordinator's ``describe``; ``/health`` from a new replica); latencies of
-requests overlapping a window are left out of the ``*_ms`` percentiles.
+three fifths one of the two ingress replica actors (``SERVE_REPLICA::...rayal_ingress...``) is
+killed (the other keeps serving) and Serve starts a new one. A kill window runs from the kill
+until the bench sees the actor answer again (the coordinator's ``describe``; ``/health`` from a
+new replica; the end of the load phase when none answers before it); latencies of requests
+overlapping a window are left out of the ``*_ms`` percentiles.
 
 Afterwards the service is stopped (SIGINT), the pool is recovered from its journal on disk,
 and the figures are printed:
@@ -71,7 +72,7 @@ def bench_config(tmp: Path, units: int, port: int, address: str) -> dict:
                  "lease_seconds": 3600},
         "train": {"epochs": 1, "batch_size": 4},
         "ray": {"address": address, "num_cpus": 2, "actors": 1, "cpus_per_actor": 1.0},
-        "serve": {"port": port, "max_lease": 8, "tokens": [
+        "serve": {"port": port, "max_lease": 8, "replicas": 2, "tokens": [
             {"token": ADMIN, "role": "admin"}, {"token": ANNOTATOR, "role": "annotator"}]}}
 
 
@@ -189,23 +190,29 @@ def replica_names(ray) -> list[str]:
                   and "rayal_ingress" in a["name"])
 
 
-def kill_replica(ray, url: str) -> tuple[float, float]:
-    """Kill the ingress replica actor; Serve starts a new one. Window: until a new replica
-    answers /health."""
+def kill_replica(ray, url: str, window: list) -> None:
+    """Kill one ingress replica actor (the other keeps serving); Serve starts a new one.
+    ``window`` = [kill time, None]; a watcher thread sets [1] when a new replica answers
+    /health (the run's end when it does not before then)."""
     old = replica_names(ray)
     if not old:
         raise RuntimeError("no rayal_ingress replica actor found in namespace 'serve'")
-    start = time.monotonic()
+    window[:] = [time.monotonic(), None]
     ray.kill(ray.get_actor(old[0], namespace="serve"))
-    while True:
-        fresh = [n for n in replica_names(ray) if n not in old]
-        if fresh:
-            try:
-                if requests.get(url + "/health", timeout=5).status_code == 200:
-                    return start, time.monotonic()
-            except requests.RequestException:
-                pass
-        time.sleep(0.1)
+
+    def watch():
+        while True:
+            fresh = [n for n in replica_names(ray) if n not in old]
+            if fresh:
+                try:
+                    if requests.get(url + "/health", timeout=5).status_code == 200:
+                        window[1] = time.monotonic()
+                        return
+                except requests.RequestException:
+                    pass
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def labelled_in_journal(state_dir: str) -> set[str]:
@@ -323,13 +330,20 @@ def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path) -> 
                 time.sleep(0.02)
             if time.monotonic() >= deadline:
                 break
-            w = kill_coordinator(ray) if what == "coordinator" else kill_replica(ray, url)
+            if what == "coordinator":
+                w = list(kill_coordinator(ray))
+                print(f"killed the coordinator at {len(log.acks)} labels; back after "
+                      f"{(w[1] - w[0]) * 1000:.0f} ms", flush=True)
+            else:
+                w = [None, None]
+                kill_replica(ray, url, w)
+                print(f"killed a replica at {len(log.acks)} labels", flush=True)
             windows.append(w)
-            print(f"killed the {what} at {len(log.acks)} labels; back after "
-                  f"{(w[1] - w[0]) * 1000:.0f} ms", flush=True)
         for t in threads:
             t.join()
         end = time.monotonic()
+        replica_back = [w[1] is not None for w in windows]
+        windows = [(a, b if b is not None else end) for a, b in windows]
         ray.shutdown()
         status = requests.get(v1 + "/status", headers=auth, timeout=60).json()
         stop_serve(serve, signal.SIGINT, 120)
@@ -346,6 +360,7 @@ def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path) -> 
             "labels_per_second": len(acked) / (end - start),
             "kills": len(windows),
             "kill_window_ms": [round((b - a) * 1000) for a, b in windows],
+            "replaced_before_end": replica_back,
             "retries": log.retries,
             "client_errors": len(log.errors),
             "first_errors": log.errors[:3],
