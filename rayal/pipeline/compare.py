@@ -21,56 +21,23 @@ strategy under several labels (e.g. entropy with and without the diversity stage
 from __future__ import annotations
 
 import inspect
-import io
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from rayal.config import ConfigError, RayalConfig, dump_config
 from rayal.config.loader import config_from_dict
-from rayal.data import exists, has_scheme, join_uri, read_bytes, write_bytes
+from rayal.data import exists, join_uri, read_bytes, write_bytes
 from rayal.pipeline.reports import plot_learning_curves
+from rayal.pipeline.storage import absolute, read_json, read_parquet, save_plot, write_parquet
 
 TABLE_FILE, PARQUET_FILE, PLOT_FILE = "comparison.md", "comparison.parquet", "comparison.png"
 VERDICTS_FILE = "verdicts.json"
 # sections that may differ between the run that started a directory and the one resuming it
 _RUNTIME_SECTIONS = ("ray", "compare", "tune", "name")
-
-
-# --- files: local paths or s3:// gs:// URIs, like every run directory ------------------------
-def absolute(uri: str) -> str:
-    """A local path made absolute (workers may run elsewhere); a URI as it is."""
-    return uri if has_scheme(uri) else os.path.abspath(uri)
-
-
-def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(io.BytesIO(read_bytes(uri)), columns=columns)
-
-
-def write_table(table: pa.Table, uri: str) -> None:
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    write_bytes(uri, sink.getvalue())
-
-
-def read_json(uri: str) -> dict:
-    return json.loads(read_bytes(uri))
-
-
-def save_figure(draw: Callable[[Path], None], uri: str) -> None:
-    """``draw(path)`` renders a PNG locally; it is then copied to ``uri``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "figure.png"
-        draw(local)
-        write_bytes(uri, local.read_bytes())
 
 
 # --- run configs --------------------------------------------------------------------------
@@ -203,7 +170,7 @@ def against_reference(config: RayalConfig, summary: dict, full_miou: float) -> d
 
     if summary.get("full_miou") is not None and math.isclose(summary["full_miou"], full_miou):
         return summary
-    rows = read_table(join_uri(config.output_dir, ROUNDS_FILE)).to_pylist()
+    rows = read_parquet(join_uri(config.output_dir, ROUNDS_FILE)).to_pylist()
     return dict(summary, **curve_metrics(rows, full_miou))
 
 
@@ -219,7 +186,7 @@ def comparison_rows(configs: list[RayalConfig], summaries: list[dict]) -> list[d
 
     out = []
     for config, s in zip(configs, summaries):
-        for row in read_table(join_uri(config.output_dir, ROUNDS_FILE)).to_pylist():
+        for row in read_parquet(join_uri(config.output_dir, ROUNDS_FILE)).to_pylist():
             row = dict(row, round_strategy=row["strategy"], strategy=s["strategy"],
                        seed=config.seed, run_dir=config.output_dir)
             row.pop("checkpoint", None)
@@ -368,13 +335,13 @@ def write_comparison(config: RayalConfig, configs: list[RayalConfig], summaries:
     """comparison.parquet, comparison.md and comparison.png; returns the table."""
     out = config.output_dir
     rows = comparison_rows(configs, summaries)
-    write_table(pa.Table.from_pylist(rows), join_uri(out, PARQUET_FILE))
+    write_parquet(pa.Table.from_pylist(rows), join_uri(out, PARQUET_FILE))
     table = comparison_table(config, summaries)
     write_bytes(join_uri(out, TABLE_FILE), (table + "\n").encode())
     write_bytes(join_uri(out, VERDICTS_FILE),
                 json.dumps(strategy_verdicts(config, summaries), indent=2).encode())
     curves = mean_curves(rows, config.compare.strategies)
-    save_figure(lambda path: plot_learning_curves(curves, summaries[0]["full_miou"], path),
+    save_plot(lambda path: plot_learning_curves(curves, summaries[0]["full_miou"], path),
                 join_uri(out, PLOT_FILE))
     return table
 

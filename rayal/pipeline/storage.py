@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -18,7 +20,14 @@ import pyarrow.parquet as pq
 from rayal.data import io as dio
 from rayal.train.checkpoint import load_bytes, store_bytes
 
-__all__ = ["write_json", "read_json", "write_parquet", "read_parquet", "save_figure", "remove_tree"]
+__all__ = ["absolute", "write_json", "read_json", "write_parquet", "read_parquet", "save_figure",
+           "save_plot", "remove_tree"]
+
+
+def absolute(uri: str | Path) -> str:
+    """A local path made absolute (Ray workers may run in another directory); a URI as it is."""
+    uri = os.fspath(uri)
+    return uri if dio.has_scheme(uri) else os.path.abspath(uri)
 
 
 def write_json(path: str | Path, payload: dict) -> None:
@@ -38,9 +47,10 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
     store_bytes(os.fspath(path), buf.getvalue())
 
 
-def read_parquet(path: str | Path) -> pa.Table:
-    """One parquet file; FileNotFoundError naming ``path`` when it is missing."""
-    return pq.read_table(pa.BufferReader(load_bytes(os.fspath(path), "parquet file")))
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """One parquet file (only ``columns`` when given); FileNotFoundError naming ``path`` when
+    it is missing."""
+    return pq.read_table(pa.BufferReader(load_bytes(os.fspath(path), "parquet file")), columns=columns)
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
@@ -48,6 +58,15 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     store_bytes(os.fspath(path), buf.getvalue())
+
+
+def save_plot(draw: Callable[[Path], None], path: str | Path) -> None:
+    """``draw(local_path)`` renders a PNG into a temporary file, which is then stored at
+    ``path`` (for plotting functions that write a file themselves)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "figure.png"
+        draw(local)
+        store_bytes(os.fspath(path), local.read_bytes())
 
 
 def remove_tree(path: str | Path) -> None:

@@ -35,8 +35,8 @@ from rayal.config.loader import config_from_dict
 from rayal.data import exists, join_uri, read_bytes, write_bytes
 from rayal.data.io import parent_uri
 from rayal.errors import RayalError
-from rayal.pipeline.compare import (absolute, check_same_config, check_strategy_params, read_json,
-                                    read_table, save_figure, strategy_raw, strategy_takes, write_table)
+from rayal.pipeline.compare import check_same_config, check_strategy_params, strategy_raw, strategy_takes
+from rayal.pipeline.storage import absolute, read_json, read_parquet, save_plot, write_parquet
 from rayal.pipeline.selection_params import selection_params
 from rayal.pipeline.tune_resources import StallWatchdog, check_trial_fits, plan_concurrency
 
@@ -167,7 +167,7 @@ def run_beside(config: RayalConfig, seen: int, report, poll_s: float = 2.0) -> N
     ref = task.remote(config.model_dump(mode="json"))
     while True:
         finished = bool(ray.wait([ref], timeout=poll_s)[0])
-        rows = read_table(rounds_file).to_pylist() if exists(rounds_file) else []
+        rows = read_parquet(rounds_file).to_pylist() if exists(rounds_file) else []
         for row in rows[seen:]:
             report(row)
         seen = max(seen, len(rows))
@@ -196,7 +196,7 @@ def trial(params: dict, *, base: dict, full_miou: float, runs_dir: str) -> None:
     config.name = f"{config.name}-{trial_id}"
     config.loop.full_miou = full_miou
     rounds_file = join_uri(run_dir, ROUNDS_FILE)
-    done = read_table(rounds_file).to_pylist() if exists(rounds_file) else []
+    done = read_parquet(rounds_file).to_pylist() if exists(rounds_file) else []
     history = [(r["labelled_fraction"], r["miou"]) for r in done]
     reported = []
 
@@ -250,7 +250,7 @@ def _trial_row(result, runs_dir: str, keys: list[str]) -> dict:
            "error": str(result.error).splitlines()[0][:300] if result.error else None,
            "run_dir": run_dir}
     if exists(join_uri(run_dir, ROUNDS_FILE)):
-        rows = read_table(join_uri(run_dir, ROUNDS_FILE)).to_pylist()
+        rows = read_parquet(join_uri(run_dir, ROUNDS_FILE)).to_pylist()
         row.update(rounds=len(rows), labelled_fraction=rows[-1]["labelled_fraction"],
                    final_miou=rows[-1]["miou"])
         if not result.error and reached_end(_run_config(run_dir), rows):
@@ -304,7 +304,7 @@ def plot_trials(rows: list[dict], full_miou: float, path: Path) -> None:
     for r in rows:
         f = join_uri(r["run_dir"], ROUNDS_FILE)
         if exists(f):
-            rr = read_table(f, columns=["labelled_fraction", "miou"]).to_pydict()
+            rr = read_parquet(f, columns=["labelled_fraction", "miou"]).to_pydict()
             curve.plot(rr["labelled_fraction"], rr["miou"], "o-", ms=3, alpha=0.7,
                        color=colour[r["strategy"] or "?"])
     curve.axhline(full_miou, ls="--", color="grey")
@@ -402,12 +402,12 @@ def run_tune(config: RayalConfig, *, progress: bool = True) -> dict:
     grid = tuner.fit()
     keys = list(tc.search_space)
     rows = rank_trials([_trial_row(result, runs_dir, keys) for result in grid])
-    write_table(pa.Table.from_pylist(rows), join_uri(out, RESULTS_FILE))
+    write_parquet(pa.Table.from_pylist(rows), join_uri(out, RESULTS_FILE))
     table = results_table(rows, keys)
     best = next((r for r in rows if r["status"] == "completed"), None)
     if best is None:
         first = next((f"; first error: {r['error']}" for r in rows if r["error"]), "")
         raise RayalError(f"no trial of {exp_path} completed; see {join_uri(out, RESULTS_FILE)}{first}")
     write_best_config(config, best, keys, join_uri(out, BEST_FILE))
-    save_figure(lambda path: plot_trials(rows, full, path), join_uri(out, PLOT_FILE))
+    save_plot(lambda path: plot_trials(rows, full, path), join_uri(out, PLOT_FILE))
     return {"rows": rows, "table": table, "best": best, "restored": restored, "output_dir": str(out)}
