@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from rayal.pipeline.ray_log_filter import is_false_alarm
 
 HERE = Path(__file__).parent
@@ -49,6 +51,7 @@ def test_filter_drops_the_alarm_at_the_file_descriptor_and_keeps_the_rest():
                            b"scoring: 100%|####| 4/4\nno newline at the end|after\n")
 
 
+@pytest.mark.slow   # its own local Ray in a subprocess: ~1 min on 2 idle cores
 def test_rayal_score_prints_no_core_worker_line(tmp_path: Path):
     """`rayal score` on a tiny synthetic pool, its own local Ray: nothing on the console that
     names ``core_worker`` (Ray Data's actor pool made Ray log an ERROR line before the filter)."""
