@@ -37,16 +37,22 @@ def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
     merged = copy.deepcopy(raw)
     for text in overrides:
         path, value = parse_override(text)
-        node = merged
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {part!r} is not a section")
-            node = child
-        node[path[-1]] = value
+        set_path(merged, path, value, f"override {text!r}")
     return merged
+
+
+def set_path(raw: dict, path: list[str], value, where: str) -> None:
+    """``raw[path[0]]...[path[-1]] = value`` in place, creating missing sections; ConfigError
+    ``{where}: 'x' is not a section`` when a step is not a dict."""
+    node = raw
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: {part!r} is not a section")
+        node = child
+    node[path[-1]] = value
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

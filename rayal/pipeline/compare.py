@@ -20,7 +20,6 @@ strategy under several labels (e.g. entropy with and without the diversity stage
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 
@@ -32,6 +31,7 @@ from rayal.config import ConfigError, RayalConfig, dump_config
 from rayal.config.loader import config_from_dict
 from rayal.data import exists, join_uri, read_bytes, write_bytes
 from rayal.pipeline.reports import plot_learning_curves
+from rayal.pipeline.selection_params import check_strategy_params
 from rayal.pipeline.storage import absolute, read_json, read_parquet, save_plot, write_parquet
 
 TABLE_FILE, PARQUET_FILE, PLOT_FILE = "comparison.md", "comparison.parquet", "comparison.png"
@@ -41,37 +41,6 @@ _RUNTIME_SECTIONS = ("ray", "compare", "tune", "name")
 
 
 # --- run configs --------------------------------------------------------------------------
-def strategy_class(name: str) -> type:
-    """The registered class of strategy ``name`` (ValueError naming it when unknown)."""
-    from rayal.selection import get_strategy, list_strategies
-
-    if name not in list_strategies():
-        raise ConfigError(f"unknown strategy {name!r}; choose from {list_strategies()}")
-    return type(get_strategy(name))
-
-
-def strategy_takes(name: str) -> set[str]:
-    """Parameters (``selection.params`` keys) strategy ``name`` takes: its constructor's and the
-    batch-diversity stage's (:mod:`rayal.selection.diversity`), which every strategy accepts."""
-    from rayal.selection.diversity import PARAMS
-
-    return (set(inspect.signature(strategy_class(name).__init__).parameters) - {"self"}) | set(PARAMS)
-
-
-def check_strategy_params(name: str, params: dict, where: str) -> None:
-    """Build the strategy once so that a bad parameter fails now, naming ``where``."""
-    from rayal.selection import get_strategy
-
-    unknown = sorted(set(params) - strategy_takes(name))
-    if unknown:
-        raise ConfigError(f"{where}: strategy {name!r} takes no parameter(s) {unknown}; it takes "
-                          f"{sorted(strategy_takes(name))}")
-    try:
-        get_strategy(name, **params)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from None
-
-
 def strategy_raw(base: RayalConfig, strategy: str, params: dict[str, dict],
                  overrides: dict[str, list[str]], where: str, variants: dict | None = None) -> dict:
     """The base config (as a dict) switched to ``strategy`` (a label of ``variants`` runs the

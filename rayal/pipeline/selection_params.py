@@ -9,9 +9,43 @@ how many committee members scored the tables (``train.committee.members`` in
 """
 from __future__ import annotations
 
+import inspect
+
 from rayal.config import ConfigError, RayalConfig
 
-__all__ = ["check_selection", "selection_params"]
+__all__ = ["check_selection", "check_strategy_params", "selection_params", "strategy_class",
+           "strategy_takes"]
+
+
+def strategy_class(name: str) -> type:
+    """The registered class of strategy ``name`` (ValueError naming it when unknown)."""
+    from rayal.selection import get_strategy, list_strategies
+
+    if name not in list_strategies():
+        raise ConfigError(f"unknown strategy {name!r}; choose from {list_strategies()}")
+    return type(get_strategy(name))
+
+
+def strategy_takes(name: str) -> set[str]:
+    """Parameters (``selection.params`` keys) strategy ``name`` takes: its constructor's and the
+    batch-diversity stage's (:mod:`rayal.selection.diversity`), which every strategy accepts."""
+    from rayal.selection.diversity import PARAMS
+
+    return (set(inspect.signature(strategy_class(name).__init__).parameters) - {"self"}) | set(PARAMS)
+
+
+def check_strategy_params(name: str, params: dict, where: str) -> None:
+    """Build the strategy once so that a bad parameter fails now, naming ``where``."""
+    from rayal.selection import get_strategy
+
+    unknown = sorted(set(params) - strategy_takes(name))
+    if unknown:
+        raise ConfigError(f"{where}: strategy {name!r} takes no parameter(s) {unknown}; it takes "
+                          f"{sorted(strategy_takes(name))}")
+    try:
+        get_strategy(name, **params)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def selection_params(config: RayalConfig, strategy: str | None = None,
@@ -23,8 +57,6 @@ def selection_params(config: RayalConfig, strategy: str | None = None,
     Raises:
         ConfigError: ``selection.params.unit`` names another unit than ``pool.unit``.
     """
-    from rayal.pipeline.compare import strategy_takes
-
     strategy = strategy or config.selection.strategy
     out = dict(config.selection.params if params is None else params)
     unit = out.get("unit")
@@ -45,8 +77,6 @@ def check_selection(config: RayalConfig) -> None:
     strategy or a parameter it does not take (e.g. ``aggregate`` left in ``selection.params``
     after ``--set selection.strategy=random``) is a :class:`ConfigError` naming
     ``selection.params`` before any work starts."""
-    from rayal.pipeline.compare import check_strategy_params, strategy_class, strategy_takes
-
     strategy = config.selection.strategy
     try:
         strategy_class(strategy)

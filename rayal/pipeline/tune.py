@@ -31,13 +31,13 @@ import pyarrow as pa
 import yaml
 
 from rayal.config import ConfigError, RayalConfig, dump_config
-from rayal.config.loader import config_from_dict
+from rayal.config.loader import config_from_dict, set_path
 from rayal.data import exists, join_uri, read_bytes, write_bytes
 from rayal.data.io import parent_uri
 from rayal.errors import RayalError
-from rayal.pipeline.compare import check_same_config, check_strategy_params, strategy_raw, strategy_takes
+from rayal.pipeline.compare import check_same_config, strategy_raw
 from rayal.pipeline.storage import absolute, read_json, read_parquet, save_plot, write_parquet
-from rayal.pipeline.selection_params import selection_params
+from rayal.pipeline.selection_params import check_strategy_params, selection_params, strategy_takes
 from rayal.pipeline.tune_resources import StallWatchdog, check_trial_fits, plan_concurrency
 
 RESULTS_FILE, BEST_FILE, PLOT_FILE = "tune_results.parquet", "best_config.yaml", "tune.png"
@@ -49,19 +49,6 @@ STATUS_ORDER = {"completed": 0, "stopped": 1, "error": 2}
 
 
 # --- trial configs --------------------------------------------------------------------------
-def _set(raw: dict, key: str, value) -> None:
-    node = raw
-    *parents, leaf = key.split(".")
-    for part in parents:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"tune.search_space[{key!r}]: {part!r} is not a section")
-        node = child
-    node[leaf] = value
-
-
 def trial_config(base: RayalConfig, params: dict) -> tuple[RayalConfig, list[str]]:
     """The base config with one trial's sampled ``params`` (dotted key -> value) applied.
 
@@ -77,7 +64,8 @@ def trial_config(base: RayalConfig, params: dict) -> tuple[RayalConfig, list[str
         if key.startswith(PARAMS_PREFIX) and key[len(PARAMS_PREFIX):] not in strategy_takes(strategy):
             inactive.append(key)
             continue
-        _set(raw, key, value.item() if isinstance(value, np.generic) else value)   # YAML-safe
+        set_path(raw, key.split("."), value.item() if isinstance(value, np.generic) else value,
+                 f"tune.search_space[{key!r}]")   # YAML-safe
     config = config_from_dict(raw, source=f"tune trial {params}")
     check_strategy_params(strategy, selection_params(config), f"tune trial {params}")
     return config, inactive
