@@ -1,5 +1,6 @@
 """Shared fixtures: one local Ray per test session (fractional CPUs, small object store);
-a real S3 API on loopback (moto's server) for the object-storage tests."""
+one intra-op thread for the modules that run tiny models; a real S3 API on loopback (moto's
+server) for the object-storage tests."""
 from __future__ import annotations
 
 import json
@@ -23,6 +24,28 @@ def ray_local():
              include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One thread each for torch and numba (when the module has loaded it) for the module that
+    asks (``pytestmark = pytest.mark.usefixtures("one_thread")``); restored after it.
+
+    Tiny CPU models: extra intra-op threads only add contention on a busy machine. With more,
+    numba's OpenMP workers spin after every kernel call while torch convolves, which on a
+    2-core machine made tests/scoring/test_engine.py ~10x slower (88 s vs 8 s;
+    OMP_WAIT_POLICY=passive also cures it)."""
+    import torch
+
+    numba = sys.modules.get("numba")
+    before = torch.get_num_threads(), numba.get_num_threads() if numba else None
+    torch.set_num_threads(1)
+    if numba:
+        numba.set_num_threads(1)
+    yield
+    torch.set_num_threads(before[0])
+    if numba:
+        numba.set_num_threads(before[1])
 
 
 @pytest.fixture(scope="session")

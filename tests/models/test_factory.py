@@ -10,13 +10,7 @@ from rayal.models import build_model, load_checkpoint, model_from_config, save_c
 SMALL = dict(arch="Unet", encoder="resnet18", decoder_channels=[16, 8, 8, 8, 8])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # small CPU convolutions: extra intra-op threads only add contention on a busy machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def small_model(seed: int = 0, num_classes: int = 4, **kw):

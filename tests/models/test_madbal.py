@@ -13,12 +13,7 @@ SMALL = dict(arch="Unet", encoder="resnet18", decoder_channels=[16, 8, 8, 8, 8])
 MADBAL = MadbalConfig(enabled=True, head_channels=8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def madbal_model(seed: int = 0, num_classes: int = 4, madbal: MadbalConfig = MADBAL, **kw):

@@ -8,12 +8,7 @@ from rayal.config.training import VaalConfig
 from rayal.models.vaal import VAE, Discriminator, VaalModel
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 @pytest.mark.parametrize("size", [(32, 32), (32, 48)])

@@ -26,12 +26,7 @@ H, W, CLASSES = 64, 96, 8
 MADBAL = MadbalConfig(enabled=True, head_channels=8, phase2_epochs=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 from PIL import Image
 
 from rayal.config import RayalConfig
@@ -21,12 +20,7 @@ VAAL = dict(image_size=(32, 32), latent_dim=4, base_channels=4, epochs=2, batch_
             frames_per_epoch=6)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def config(**data) -> RayalConfig:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 
-import numba
 import pytest
 import torch
 
@@ -17,14 +16,7 @@ NUM_CLASSES = 4
 MC = ("bald", "vote_entropy", "variance")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    torch_before, numba_before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(torch_before)
-    numba.set_num_threads(numba_before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def _model(seed: int):

@@ -1,7 +1,6 @@
 """MCDropoutScorer on a tiny real smp model: the shared trunk equals T full passes."""
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 import torch
@@ -21,17 +20,7 @@ IDS = ["seq1/f001", "seq2/f117"]
 NUM_CLASSES = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny inputs: one thread each for torch and numba. With more, numba's OpenMP workers
-    spin after every kernel call while torch convolves, which on a 2-core machine made this
-    file ~10x slower (88 s vs 8 s; OMP_WAIT_POLICY=passive also cures it)."""
-    torch_before, numba_before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(torch_before)
-    numba.set_num_threads(numba_before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import pytest
 import torch
 
@@ -18,14 +17,7 @@ from rayal.scoring.maturity import (MATURITY, image_edges, js_divergence, maturi
 IDS = ["a/1", "b/2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    torch_before, numba_before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(torch_before)
-    numba.set_num_threads(numba_before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def pixel(*probs):

@@ -17,12 +17,7 @@ SMALL = dict(arch="Unet", encoder="resnet18", decoder_channels=[16, 8, 8, 8, 8])
 CONFIG = MadbalConfig(enabled=True, head_channels=8, phase2_epochs=3, phase2_lr=0.05)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def test_loss_labels_two_classes_by_hand():

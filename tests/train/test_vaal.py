@@ -14,12 +14,7 @@ from rayal.train.vaal import ImageBatches, _epoch_pairs, train_vaal, vae_loss, v
 CFG = VaalConfig(image_size=(32, 32), latent_dim=8, base_channels=8, epochs=8, batch_size=8, lr=1e-3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def scenes(seed: int, n: int) -> np.ndarray:
