@@ -220,7 +220,7 @@ def labelled_in_journal(state_dir: str) -> set[str]:
     from rayal.pool.coordinator import units_table
     from rayal.pool.journal import Journal
     from rayal.pool.state import apply_record
-    from rayal.serve.leases import task_id
+    from rayal.pool.tasks import task_id
 
     state, replay, _ = Journal(state_dir).recover()
     for seq, record in replay:

@@ -8,7 +8,7 @@ FastAPI) over the project's :class:`~rayal.pool.coordinator.PoolCoordinator`.
 * :mod:`rayal.serve.labels` — label formats (PNG, COCO RLE) and their validation.
 * :mod:`rayal.serve.jobs` — background round (score + select) and retrain jobs.
 * :mod:`rayal.serve.models` — model versions and pre-annotation predictions.
-* :mod:`rayal.serve.ls_routes`, :mod:`rayal.serve.label_studio`, :mod:`rayal.serve.brush` — the
+* :mod:`rayal.serve.ls_routes`, :mod:`rayal.pool.formats.ls_results`, :mod:`rayal.pool.formats.brush` — the
   Label Studio ML backend protocol (``/setup``, ``/predict``, ``/webhook``), results <-> masks,
   brush RLE.
 """

@@ -110,3 +110,15 @@ def resolve_tokens(configured: list[TokenConfig], serve_dir: str, project: str,
     if env:
         return env, None
     return generate_tokens(serve_dir, project)
+
+
+# --- Label Studio's image URLs (signed, no bearer token) -----------------------------------
+def image_signature(key: bytes, tid: str) -> str:
+    """HMAC-SHA256 of a task id: the ``sig`` of its image URL for Label Studio."""
+    return hmac.new(key, tid.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def signing_key(tokens) -> bytes:
+    """A key every replica derives alike from the service's tokens (never the tokens)."""
+    digests = sorted(hashlib.sha256(t["token"].encode()).hexdigest() for t in tokens)
+    return hashlib.sha256(("rayal-ls-image:" + ",".join(digests)).encode()).digest()

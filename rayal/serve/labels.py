@@ -6,7 +6,7 @@ the frame, class ids against ``data.num_classes``, lossless single-channel PNG).
 * ``coco_rle``: a COCO RLE (``{"size": [H, W], "counts": str | [int]}``, pycocotools) with a
   ``category_id``, or a list of them; pixels outside every RLE are ``ignore_index``;
 * ``labelstudio``: Label Studio annotation results (``brushlabels`` brush RLE or
-  ``polygonlabels``), see :func:`rayal.serve.label_studio.results_to_mask`.
+  ``polygonlabels``), see :func:`rayal.pool.formats.ls_results.results_to_mask`.
 
 Every error is a :class:`~rayal.serve.leases.TaskError` 422 naming the unit and the problem.
 """
@@ -98,7 +98,7 @@ def decode_label(body: dict, *, size, box, num_classes: int, ignore_index: int,
     elif fmt == "coco_rle":
         mask = _coco_mask(body[fmt], size, num_classes, ignore_index, unit)
     else:
-        from rayal.serve.label_studio import results_to_mask
+        from rayal.pool.formats.ls_results import results_to_mask
 
         mask = results_to_mask(body[fmt], size=size, num_classes=num_classes,
                                ignore_index=ignore_index, class_names=class_names, unit=unit)

@@ -19,7 +19,7 @@ of label-studio-ml-backend serves it), so a Label Studio project can add rayal a
   other actions -> 200 ``{"status": "ignored"}``.
 * ``GET /labelstudio/image/{task_id}?sig=...``: the frame PNG under a signed URL (no token);
   ``GET /v1/projects/{project}/labelstudio/tasks[?round=R][&base_url=U]``: Label Studio tasks
-  of a round's query (see :mod:`rayal.serve.label_studio`), for Label Studio's import.
+  of a round's query (see :mod:`rayal.pool.formats.ls_results`), for Label Studio's import.
 
 Auth: Label Studio sends its ML backend's credentials as HTTP Basic auth (``auth_method``
 BASIC_AUTH, ``basic_auth_user`` any name, ``basic_auth_pass`` = a rayal token) on /setup and
@@ -34,10 +34,10 @@ import binascii
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from rayal.serve.label_studio import (class_labels, image_signature, parse_label_config,
-                                      prediction_results, resolve_task, results_to_mask,
-                                      signing_key, task_data)
-from rayal.serve.leases import TaskError, parse_task_id
+from rayal.pool.formats.ls_results import (class_labels, parse_label_config, prediction_results,
+                                           resolve_task, results_to_mask, task_data)
+from rayal.pool.tasks import TaskError, parse_task_id, task_id
+from rayal.serve.auth import image_signature, signing_key
 
 TRAIN_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 
@@ -151,7 +151,6 @@ class LabelStudioBackend:
 
     def tasks(self, round_id, base_url: str) -> list[dict]:
         from rayal.serve.calls import unwrap
-        from rayal.serve.leases import task_id
 
         round_id = self.current_round() if round_id is None else round_id
         if round_id is None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rayal.serve.brush import BrushError, decode, encode, mask_to_rle, rle_to_mask
-from rayal.serve.label_studio import parse_label_config, prediction_results, results_to_mask
+from rayal.pool.formats.brush import BrushError, decode, encode, mask_to_rle, rle_to_mask
+from rayal.pool.formats.ls_results import parse_label_config, prediction_results, results_to_mask
 from rayal.serve.leases import TaskError
 
 # written by label_studio_sdk 2.1.2 (label_studio_sdk.converter.brush.mask2rle / encode_rle)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rayal.serve.brush import mask_to_rle, rle_to_mask
+from rayal.pool.formats.brush import mask_to_rle, rle_to_mask
 from rayal.serve.testing import demo_config, free_port, start_serve, stop_serve
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,15 +1,15 @@
 """``labelstudio``: Label Studio tasks JSON (``round-R.labelstudio.json``), one task per unit.
 
-Each task's ``data`` is what ``rayal serve`` gives Label Studio (:func:`rayal.serve.label_studio.
+Each task's ``data`` is what ``rayal serve`` gives Label Studio (:func:`rayal.pool.formats.ls_results.
 task_data`): ``image`` (the frame's URI, or ``<image_base>/<file name>`` when the export is
 given ``image_base``), ``rayal_task``, ``frame_id``, ``region_id``, ``round``, ``rank``,
 ``priority``. With a label source, each task carries one annotation whose results are
-``brushlabels`` (brush RLE, :mod:`rayal.serve.brush`) of each class inside the unit, with
+``brushlabels`` (brush RLE, :mod:`rayal.pool.formats.brush`) of each class inside the unit, with
 ``from_name`` ``label`` and ``to_name`` ``image`` (``<BrushLabels name="label" toName="image">``).
 
 Ingest reads a list of such tasks (as Label Studio exports them, JSON): the task's unit from
 its ``data``, the last annotation that was not cancelled (``result``: ``brushlabels`` or
-``polygonlabels``, :func:`rayal.serve.label_studio.results_to_mask`); tasks without one are
+``polygonlabels``, :func:`rayal.pool.formats.ls_results.results_to_mask`); tasks without one are
 ``missing``. Refused, naming the unit: a task whose unit is not queued, a result of another
 image size, an unknown label, a brush RLE that does not decode.
 """
@@ -21,6 +21,9 @@ import numpy as np
 
 from rayal.data import LabelError, join_uri, read_bytes
 from rayal.pool.formats.base import ExportRequest, Format, IngestRequest
+from rayal.pool.formats.ls_results import (class_labels, prediction_results, resolve_task,
+                                           results_to_mask, task_data)
+from rayal.pool.tasks import TaskError, task_id
 from rayal.pool.formats.common import (LabelSource, batch_of, frame_info, frame_sizes,
                                        summarize_frame)
 
@@ -30,7 +33,6 @@ CONTROL = {"from_name": "label", "to_name": "image", "labels": []}
 def export(req: ExportRequest, image_base: str | None = None) -> dict:
     from rayal.data import makedirs
     from rayal.pool.export import _write_atomic, frame_region_map
-    from rayal.serve.label_studio import class_labels, prediction_results, task_data
 
     c, data = req.config, req.config.data
     names = class_labels(data.num_classes, data.class_names)
@@ -61,8 +63,6 @@ def export(req: ExportRequest, image_base: str | None = None) -> dict:
 
 
 def ingest(req: IngestRequest):
-    from rayal.serve.label_studio import resolve_task, results_to_mask
-    from rayal.serve.leases import TaskError, task_id
 
     c, data = req.config, req.config.data
     try:

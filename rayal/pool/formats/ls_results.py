@@ -9,21 +9,19 @@ browser loads it), so they can be imported into Label Studio as they are.
 
 Classes <-> Label Studio labels: class ``i`` is the ``<Label value>`` ``data.class_names[i]``
 (``str(i)`` without class names). Results of type ``brushlabels`` (``value.rle``, brush RLE of
-the frame's RGBA layer, :mod:`rayal.serve.brush`) and ``polygonlabels`` (``value.points`` in
+the frame's RGBA layer, :mod:`rayal.pool.formats.brush`) and ``polygonlabels`` (``value.points`` in
 percent of the image) are accepted; later results paint over earlier ones; pixels no result
-covers are ``ignore_index``. Every error is a :class:`~rayal.serve.leases.TaskError` 422 naming
+covers are ``ignore_index``. Every error is a :class:`~rayal.pool.tasks.TaskError` 422 naming
 the unit and the result.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from rayal.serve.brush import BrushError, mask_to_rle, rle_to_mask
-from rayal.serve.leases import TaskError, parse_task_id, task_id
+from rayal.pool.formats.brush import BrushError, mask_to_rle, rle_to_mask
+from rayal.pool.tasks import TaskError, parse_task_id, task_id
 
 SEGMENTATION_TYPES = ("brushlabels", "polygonlabels")
 
@@ -170,16 +168,5 @@ def resolve_task(data, current_round) -> str:
     return task_id(round_id, frame_id, region_id)
 
 
-def image_signature(key: bytes, tid: str) -> str:
-    """HMAC-SHA256 of a task id: the ``sig`` of its image URL for Label Studio."""
-    return hmac.new(key, tid.encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def signing_key(tokens) -> bytes:
-    """A key every replica derives alike from the service's tokens (never the tokens)."""
-    digests = sorted(hashlib.sha256(t["token"].encode()).hexdigest() for t in tokens)
-    return hashlib.sha256(("rayal-ls-image:" + ",".join(digests)).encode()).digest()
-
-
 __all__ = ["parse_label_config", "results_to_mask", "prediction_results", "resolve_task", "task_data",
-           "class_labels", "image_signature", "signing_key"]
+           "class_labels"]
