@@ -10,33 +10,27 @@ from rayal.config import ConfigError, load_config
 from rayal.errors import RayalWarning
 from rayal.pipeline.compare import run_configs
 
-CONFIG = {
-    "name": "tiny-compare", "seed": 0, "device": "cpu",
-    "data": {"num_classes": 8, "synthetic": {"num_frames": 16, "height": 32, "width": 48, "eval_frames": 8}},
-    "model": {"arch": "Unet", "encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
-    "scoring": {"measures": ["entropy"], "mc_samples": 0, "units": ["patch"], "grid": [2, 2],
-                "batch_size": 8, "top_k_regions": None},
-    "selection": {"strategy": "entropy", "params": {"aggregate": "mean"}, "budget": 4},
-    "pool": {"unit": "image"},
-    "train": {"epochs": 2, "batch_size": 4, "patience": None},
-    "loop": {"initial": 4, "max_labelled": 8, "full_miou": 0.5, "plot_frames": 0},
-    "ray": {"cpus_per_actor": 0.5},
+COMPARE = {   # on the "sweep" preset of tests/pipeline/conftest.py
+    "name": "tiny-compare", "data": {"synthetic": {"num_frames": 16, "eval_frames": 8}},
     "compare": {"strategies": ["random", "entropy"], "seeds": [0],
                 "params": {"entropy": {"aggregate": "max"}}},
 }
 
 
-def _write(tmp_path, **changes):
-    cfg = dict(CONFIG, output_dir=str(tmp_path / "cmp"), **changes)
-    path = tmp_path / "cmp.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+@pytest.fixture(scope="module")
+def write(tiny_config):
+    def _write(tmp_path):
+        cfg = tiny_config("sweep", **COMPARE, output_dir=str(tmp_path / "cmp"))
+        path = tmp_path / "cmp.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+    return _write
 
 
 @pytest.fixture(scope="module")
-def compared(ray_local, tmp_path_factory):
+def compared(ray_local, write, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compare")
-    path = _write(tmp)
+    path = write(tmp)
     assert main(["compare", str(path), "--no-progress"]) == 0
     return tmp, path
 
@@ -91,22 +85,22 @@ def test_changed_setting_is_not_mixed_into_a_finished_run(compared, capsys):
     assert "different config" in err and "train.lr" in err
 
 
-def test_bad_strategy_params_named_before_any_run(tmp_path):
-    config = load_config(_write(tmp_path), ["compare.params={entropy: {aggregat: max}}"])
+def test_bad_strategy_params_named_before_any_run(write, tmp_path):
+    config = load_config(write(tmp_path), ["compare.params={entropy: {aggregat: max}}"])
     with pytest.raises(ConfigError, match=r"compare\.params\['entropy'\].*aggregat"):
         run_configs(config)
-    config = load_config(_write(tmp_path), ["compare.strategies=[random, entropyy]", "compare.params={}"])
+    config = load_config(write(tmp_path), ["compare.strategies=[random, entropyy]", "compare.params={}"])
     with pytest.raises(ConfigError, match="unknown strategy 'entropyy'"):
         run_configs(config)
     with pytest.warns(RayalWarning, match=r"compare.params has entries for \['meal'\].*ignored"):
-        config = load_config(_write(tmp_path), ["compare.params={meal: {}}"])
+        config = load_config(write(tmp_path), ["compare.params={meal: {}}"])
     assert "meal" not in config.compare.params   # a strategy no longer compared: its entry dropped
 
 
-def test_table_means_sample_std_and_reach_counts(tmp_path):
+def test_table_means_sample_std_and_reach_counts(write, tmp_path):
     from rayal.pipeline.compare import comparison_table, mean_curves, strategy_stats
 
-    config = load_config(_write(tmp_path), ["compare.seeds=[0,1,2]"])
+    config = load_config(write(tmp_path), ["compare.seeds=[0,1,2]"])
     base = {"unit": "image", "units_total": 16, "full_miou": 0.5, "budget_to_90": None, "seconds": 60.0}
     summaries = [dict(base, strategy="random", seed=k, aualc=a, final_miou=m, budget_to_95=b)
                  for k, (a, m, b) in enumerate([(0.6, 0.40, None), (0.7, 0.44, 0.5), (0.8, 0.48, 0.25)])]
@@ -129,7 +123,7 @@ def test_table_means_sample_std_and_reach_counts(tmp_path):
     assert x == [0.25, 0.5] and y == pytest.approx([0.02, 0.12]) and sd == pytest.approx([0.02, 0.02])
 
 
-def test_a_run_dir_from_before_a_new_field_is_still_the_same_setting(tmp_path):
+def test_a_run_dir_from_before_a_new_field_is_still_the_same_setting(write, tmp_path):
     """Resuming a comparison after an upgrade: a field the old config.yaml lacks takes its
     default; a value that really differs is still refused."""
     import yaml as _yaml
@@ -137,7 +131,7 @@ def test_a_run_dir_from_before_a_new_field_is_still_the_same_setting(tmp_path):
     from rayal.config import dump_config
     from rayal.pipeline.compare import check_same_config
 
-    config = load_config(_write(tmp_path), [f"output_dir={tmp_path / 'run'}"])
+    config = load_config(write(tmp_path), [f"output_dir={tmp_path / 'run'}"])
     (tmp_path / "run").mkdir()
     old = _yaml.safe_load(dump_config(config))
     del old["loop"]["annotation"], old["loop"]["reference_epochs"]    # written before they existed
@@ -149,12 +143,12 @@ def test_a_run_dir_from_before_a_new_field_is_still_the_same_setting(tmp_path):
         check_same_config(config)
 
 
-def test_verdicts_json_and_variants(tmp_path):
+def test_verdicts_json_and_variants(write, tmp_path):
     """verdicts.json holds the contract's keys; a variant label runs its registered strategy
     with its own params, under its own label."""
     from rayal.pipeline.compare import run_configs, run_labels, strategy_verdicts
 
-    config = load_config(_write(tmp_path), [
+    config = load_config(write(tmp_path), [
         "compare.seeds=[0,1,2]", "compare.strategies=[random, entropy, entropy_kcenter]",
         "compare.variants={entropy_kcenter: entropy}",
         "compare.params={entropy_kcenter: {diversity: kcenter, n_candidates: 8}}"])

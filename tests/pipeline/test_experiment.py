@@ -15,31 +15,20 @@ from rayal.data.splits import labelled_split
 from rayal.pool.coordinator import PoolCoordinator
 from rayal.train.dataset import TrainingSet, specs_from_units
 
-CONFIG = {
-    "name": "tiny-run", "seed": 3, "device": "cpu",
-    "data": {"num_classes": 8, "synthetic": {"num_frames": 10, "height": 32, "width": 48, "eval_frames": 4}},
-    "model": {"arch": "Unet", "encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
-    "scoring": {"measures": ["entropy"], "mc_samples": 0, "units": ["patch"], "grid": [2, 2],
-                "batch_size": 8, "top_k_regions": None},
-    "selection": {"strategy": "entropy", "params": {"aggregate": "mean"}, "budget": 6},
-    "pool": {"unit": "patch"},
-    "train": {"epochs": 2, "batch_size": 4, "patience": None},
-    "loop": {"initial": 4, "rounds": 1, "max_labelled": None, "full_miou": 0.5, "plot_frames": 2},
-    "ray": {"cpus_per_actor": 0.5},
-}
 
-
-def _write(tmp_path, name, **loop):
-    cfg = dict(CONFIG, output_dir=str(tmp_path / name), loop=dict(CONFIG["loop"], **loop))
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+@pytest.fixture(scope="module")
+def write(tiny_config):
+    def _write(tmp_path, name):   # the "run" preset of tests/pipeline/conftest.py
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(tiny_config("run", output_dir=str(tmp_path / name))))
+        return path
+    return _write
 
 
 @pytest.fixture(scope="module")
-def finished_run(ray_local, tmp_path_factory):
+def finished_run(ray_local, write, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
-    path = _write(tmp, "a")
+    path = write(tmp, "a")
     assert main(["run", str(path), "--no-progress"]) == 0
     return tmp, path
 
@@ -107,15 +96,15 @@ def test_resume_after_an_interrupted_round_equals_the_uninterrupted_run(finished
         json.loads((tmp / "a" / "summary.json").read_text())["aualc"])
 
 
-def test_representative_start_and_diverse_rounds(ray_local, tmp_path):
+def test_representative_start_and_diverse_rounds(ray_local, tiny_config, tmp_path):
     """Round 0 by TypiClust on the untrained model's embeddings, later rounds entropy through
     the diversity stage: the run finishes with the right units and round strategies."""
-    cfg = dict(CONFIG, output_dir=str(tmp_path / "typ"), pool={"unit": "image"},
-               scoring=dict(CONFIG["scoring"], units=[], embeddings=["frame"]),
-               selection={"strategy": "entropy", "budget": 3,
-                          "params": {"aggregate": "mean", "diversity": "kcenter", "n_candidates": 6}},
-               loop=dict(CONFIG["loop"], initial=3, initial_strategy="typiclust",
-                         initial_params={"k_neighbours": 2, "min_cluster_size": 1}))
+    cfg = tiny_config("run", output_dir=str(tmp_path / "typ"), pool={"unit": "image"},
+                      scoring={"units": [], "embeddings": ["frame"]},
+                      selection={"strategy": "entropy", "budget": 3,
+                                 "params": {"aggregate": "mean", "diversity": "kcenter", "n_candidates": 6}},
+                      loop={"initial": 3, "initial_strategy": "typiclust",
+                            "initial_params": {"k_neighbours": 2, "min_cluster_size": 1}})
     path = tmp_path / "typ.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["run", str(path), "--no-progress"]) == 0

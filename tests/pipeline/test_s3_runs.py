@@ -40,18 +40,8 @@ TRAIN = {
                 "aggregate": ["mean"], "batch_size": 8},
     "ray": {"cpus_per_actor": 0.5},
 }
-RUN = {   # the tiny run of tests/pipeline/test_experiment.py (a smaller encoder)
-    "name": "s3-run", "seed": 3, "device": "cpu",
-    "data": {"num_classes": 8, "synthetic": {"num_frames": 10, "height": 32, "width": 48, "eval_frames": 4}},
-    "model": {"arch": "Unet", "encoder": "mobilenet_v2", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
-    "scoring": {"measures": ["entropy"], "mc_samples": 0, "units": ["patch"], "grid": [2, 2],
-                "batch_size": 8, "top_k_regions": None},
-    "selection": {"strategy": "entropy", "params": {"aggregate": "mean"}, "budget": 6},
-    "pool": {"unit": "patch"},
-    "train": {"epochs": 2, "batch_size": 4, "patience": None},
-    "loop": {"initial": 4, "rounds": 1, "max_labelled": None, "full_miou": 0.5, "plot_frames": 2},
-    "ray": {"cpus_per_actor": 0.5},
-}
+# the "run" preset of tests/pipeline/conftest.py (test_experiment.py's tiny run), a smaller encoder
+RUN = {"name": "s3-run", "model": {"encoder": "mobilenet_v2"}}
 
 # One Ray for every step: `rayal score` shuts down a Ray it started itself.
 DRIVER = textwrap.dedent("""
@@ -93,7 +83,7 @@ def _rows(run: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def runs(s3, tmp_path_factory):
+def runs(s3, tiny_config, tmp_path_factory):
     """``rayal train`` + ``rayal score --model s3://.../best.pt`` + ``rayal run``, all on S3."""
     tmp = tmp_path_factory.mktemp("s3runs")
     base = uri("runs", uuid.uuid4().hex[:8])
@@ -101,7 +91,7 @@ def runs(s3, tmp_path_factory):
     labels.write_text("syn_0000001\nsyn_0000002\nsyn_0000004\n")
     train = _config(tmp, "train", dict(TRAIN, output_dir=f"{base}/t",
                                        train=dict(TRAIN["train"], label_list=str(labels))))
-    run = _config(tmp, "run", dict(RUN, output_dir=f"{base}/run"))
+    run = _config(tmp, "run", tiny_config("run", **RUN, output_dir=f"{base}/run"))
     work = tmp / "cwd"
     work.mkdir()
     done = _rayal(["train", train, "--no-progress"],

@@ -13,32 +13,27 @@ from rayal.pipeline.tune import (rank_trials, running_aualc, run_tune,
                                  trial_config, validate_search_space)
 from rayal.pipeline.tune_resources import default_concurrency
 
-CONFIG = {
-    "name": "tiny-tune", "seed": 0, "device": "cpu",
-    "data": {"num_classes": 8, "synthetic": {"num_frames": 12, "height": 32, "width": 48, "eval_frames": 4}},
-    "model": {"arch": "Unet", "encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
-    "scoring": {"measures": ["entropy"], "mc_samples": 0, "units": ["patch"], "grid": [2, 2],
-                "batch_size": 8, "top_k_regions": None},
-    "selection": {"strategy": "entropy", "params": {"aggregate": "mean"}, "budget": 4},
-    "pool": {"unit": "image"},
-    "train": {"epochs": 1, "batch_size": 4, "patience": None},
-    "loop": {"initial": 4, "max_labelled": 8, "full_miou": 0.5, "plot_frames": 0},
-    "ray": {"cpus_per_actor": 0.5, "decode_cpus": 0.25},
+TUNE = {   # on the "sweep" preset of tests/pipeline/conftest.py
+    "name": "tiny-tune", "data": {"synthetic": {"num_frames": 12, "eval_frames": 4}},
+    "train": {"epochs": 1}, "ray": {"decode_cpus": 0.25},
     "tune": {"search_space": {"selection.strategy": {"grid": ["random", "entropy"]},
                               "selection.params.aggregate": {"choice": ["max"]}},
              "num_samples": 1, "cpus_per_trial": 0.25, "grace_period": 1},
 }
 
 
-def _config(tmp_path, *overrides):
-    path = tmp_path / "tune.yaml"
-    path.write_text(yaml.safe_dump(dict(CONFIG, output_dir=str(tmp_path / "sweep"))))
-    return path, load_config(path, overrides)
+@pytest.fixture(scope="module")
+def config_of(tiny_config):
+    def _config(tmp_path, *overrides):
+        path = tmp_path / "tune.yaml"
+        path.write_text(yaml.safe_dump(tiny_config("sweep", **TUNE, output_dir=str(tmp_path / "sweep"))))
+        return path, load_config(path, overrides)
+    return _config
 
 
 @pytest.fixture(scope="module")
-def swept(ray_local, tmp_path_factory):
-    path, config = _config(tmp_path_factory.mktemp("tune"))
+def swept(ray_local, config_of, tmp_path_factory):
+    path, config = config_of(tmp_path_factory.mktemp("tune"))
     return path, config, run_tune(config, progress=False)
 
 
@@ -90,7 +85,7 @@ def test_rerun_restores_the_finished_sweep(swept, capsys):
     assert run_tune(config, progress=False)["restored"]
 
 
-def test_search_space_errors_name_the_key(tmp_path):
+def test_search_space_errors_name_the_key(config_of, tmp_path):
     for space, match in [
         ({"train.lrr": {"choice": [0.1]}}, r"train\.lrr.*unknown key"),
         ({"train.lr": {"uniform": [-1.0, 1.0]}}, r"tune.search_space\['train.lr'\] = -1.0"),
@@ -99,18 +94,18 @@ def test_search_space_errors_name_the_key(tmp_path):
         ({"selection.params.aggregate": {"choice": ["median"]}}, r"aggregate.*median"),
         ({"output_dir": {"choice": ["x"]}}, "set by the sweep itself"),
     ]:
-        _, config = _config(tmp_path, f"tune.search_space={json.dumps(space)}")
+        _, config = config_of(tmp_path, f"tune.search_space={json.dumps(space)}")
         with pytest.raises(ConfigError, match=match):
             validate_search_space(config)
     for spec, match in [({"logunif": [1, 2]}, "unknown distribution 'logunif'"),
                         ({"loguniform": [0, 1]}, "loguniform needs lo > 0"),
                         ({"randint": [4, 2]}, "randint needs lo < hi"), ({"choice": []}, "choice needs a non-empty list")]:
         with pytest.raises(ConfigError, match=r"tune.search_space\['train.lr'\]: " + match):
-            _config(tmp_path, f"tune.search_space={json.dumps({'train.lr': spec})}")
+            config_of(tmp_path, f"tune.search_space={json.dumps({'train.lr': spec})}")
 
 
-def test_trial_config_applies_sampled_values(tmp_path):
-    _, config = _config(tmp_path, "tune.params={meal: {n_candidates: 20}}",
+def test_trial_config_applies_sampled_values(config_of, tmp_path):
+    _, config = config_of(tmp_path, "tune.params={meal: {n_candidates: 20}}",
                         "tune.overrides={meal: [pool.unit=patch]}",
                         'tune.search_space={"selection.strategy": {"choice": [entropy, meal]}}')
     meal, inactive = trial_config(config, {"selection.strategy": "meal", "train.lr": 0.01,
@@ -122,11 +117,11 @@ def test_trial_config_applies_sampled_values(tmp_path):
     assert entropy.selection.params == {"aggregate": "max"} and inactive == []
 
 
-def test_default_concurrency_leaves_room_for_nested_work(tmp_path):
-    _, config = _config(tmp_path)
+def test_default_concurrency_leaves_room_for_nested_work(config_of, tmp_path):
+    _, config = config_of(tmp_path)
     # per trial 0.25 + max(actor 0.5 + decode 0.25, no train workers (local mode)) = 1.0 CPU
     assert default_concurrency(config, 4.0, 0.0) == 4
-    _, config = _config(tmp_path, "train.num_workers=1", "train.cpus_per_worker=2", "tune.gpus_per_trial=0.5")
+    _, config = config_of(tmp_path, "train.num_workers=1", "train.cpus_per_worker=2", "tune.gpus_per_trial=0.5")
     assert default_concurrency(config, 9.0, 1.0) == 2    # 0.25 + 0.75 + 2 per trial: CPUs allow 3, GPUs 2
     assert default_concurrency(config, 1.0, 0.0) == 1
 
