@@ -3,6 +3,7 @@
 Pure numpy / pyarrow / PIL / scikit-image (no Ray): usable in actors, jobs
 and notebooks alike.
 """
+from types import ModuleType as _ModuleType
 
 from rayal.data.decode import (DataWarning, decode_image, decode_mask, image_size_of, load_image, load_mask,
                                mask_dtype, read_image_size, resize_image, resize_mask)
@@ -45,56 +46,6 @@ from rayal.data.regions import (
 from rayal.data.synthetic import (SYNTHETIC_CLASSES, SYNTHETIC_SCHEME, SyntheticScenes,
                                   is_synthetic_uri, load_synthetic, render_scene, synthetic_uri)
 
-__all__ = [
-    "FrameError",
-    "LabelError",
-    "resolve_filesystem",
-    "read_bytes",
-    "write_bytes",
-    "join_uri",
-    "makedirs",
-    "list_files",
-    "exists",
-    "has_scheme",
-    "DataWarning",
-    "decode_image",
-    "image_size_of",
-    "read_image_size",
-    "index_mask_files",
-    "mask_file_status",
-    "load_image",
-    "decode_mask",
-    "load_mask",
-    "resize_image",
-    "resize_mask",
-    "mask_dtype",
-    "FrameRecord",
-    "FolderDataset",
-    "read_split_file",
-    "MANIFEST_SCHEMA",
-    "write_manifest",
-    "manifest_num_rows",
-    "iter_manifest",
-    "manifest_base_dir",
-    "read_manifest",
-    "resolve_relative_uris",
-    "validate_manifest_schema",
-    "SYNTHETIC_CLASSES",
-    "SyntheticScenes",
-    "render_scene",
-    "SYNTHETIC_SCHEME",
-    "synthetic_uri",
-    "is_synthetic_uri",
-    "load_synthetic",
-    "unit_region_map",
-    "grid_regions",
-    "slic_regions",
-    "seeds_regions",
-    "compute_regions",
-    "num_regions",
-    "relabel_consecutive",
-    "region_boxes",
-    "region_pixel_counts",
-    "region_class_counts",
-    "dominant_class",
-]
+# the public names are exactly those imported above (each module keeps its own __all__)
+__all__ = sorted(name for name, value in globals().items()
+                 if not name.startswith("_") and not isinstance(value, _ModuleType))

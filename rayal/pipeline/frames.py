@@ -191,19 +191,28 @@ def without_frames(batches, skip: pa.Array | None, batch_rows: int):
     if skip is None or len(skip) == 0:
         yield from batches
         return
+    tables = (pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b for b in batches)
+    yield from rebatch((drop_frames(t, skip) for t in tables), batch_rows)
+
+
+def drop_frames(table: pa.Table, skip: pa.Array) -> pa.Table:
+    """``table`` without the rows whose ``frame_id`` is in ``skip``."""
     import pyarrow.compute as pc
 
+    return table.filter(pc.invert(pc.is_in(table.column("frame_id"), value_set=skip)))
+
+
+def rebatch(tables, rows: int):
+    """``tables`` cut again into tables of ``rows`` rows each (the last may be shorter)."""
     pending: list[pa.Table] = []
     buffered = 0
-    for batch in batches:
-        batch = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-        kept = batch.filter(pc.invert(pc.is_in(batch.column("frame_id"), value_set=skip)))
-        if kept.num_rows:
-            pending.append(kept)
-            buffered += kept.num_rows
-        while buffered >= batch_rows:
+    for table in tables:
+        if table.num_rows:
+            pending.append(table)
+            buffered += table.num_rows
+        while buffered >= rows:
             merged = pa.concat_tables(pending).combine_chunks()
-            yield merged.slice(0, batch_rows)
-            pending, buffered = [merged.slice(batch_rows)], buffered - batch_rows
+            yield merged.slice(0, rows)
+            pending, buffered = [merged.slice(rows)], buffered - rows
     if buffered:
         yield pa.concat_tables(pending).combine_chunks()

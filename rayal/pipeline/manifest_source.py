@@ -16,6 +16,7 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
 from rayal.data import manifest_base_dir, resolve_filesystem, resolve_relative_uris
+from rayal.pipeline.frames import drop_frames, rebatch
 
 COLUMNS = ["frame_id", "uri"]
 
@@ -88,34 +89,21 @@ class ManifestDatasource(Datasource):
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context=None) -> list[ReadTask]:
         import ray
-        import pyarrow.compute as pc
 
         fs, batch_size, base_dir = self.fs, self.batch_size, self.base_dir
         skip_ref = ray.put(self.skip) if self.skip is not None else None
 
         def keep(table: pa.Table) -> pa.Table:
-            if skip_ref is None:
-                return table
-            return table.filter(pc.invert(pc.is_in(table.column("frame_id"),
-                                                   value_set=ray.get(skip_ref))))
+            return table if skip_ref is None else drop_frames(table, ray.get(skip_ref))
 
         def make_reader(slices: list[RowGroupSlice]):
-            def read():
-                pending: list[pa.Table] = []
-                buffered = 0
+            def tables():
                 for s in slices:
                     parquet = pq.ParquetFile(fs.open_input_file(s.path))
                     table = parquet.read_row_group(s.row_group, columns=COLUMNS)
-                    rows = keep(table.slice(s.offset, s.length))
-                    pending.append(resolve_relative_uris(rows, base_dir))
-                    buffered += rows.num_rows
-                    while buffered >= batch_size:
-                        merged = pa.concat_tables(pending).combine_chunks()
-                        yield merged.slice(0, batch_size)
-                        pending, buffered = [merged.slice(batch_size)], buffered - batch_size
-                if buffered:
-                    yield pa.concat_tables(pending).combine_chunks()
-            return read
+                    yield resolve_relative_uris(keep(table.slice(s.offset, s.length)), base_dir)
+
+            return lambda: rebatch(tables(), batch_size)
 
         tasks = []
         for slices in self._slices():

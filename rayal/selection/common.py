@@ -372,6 +372,14 @@ def read_embeddings(tables: ScoreTables, unit: str, pool: PoolView,
     return out[where], hit_any[where]
 
 
+def embedding_units(tables: ScoreTables, unit: str, pool: PoolView
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pool units of ``unit`` that have an embedding: (sorted unique keys, (N,) bool
+    selectable, (N,) bool taken, see :func:`taken_units`)."""
+    keys = embedding_keys(tables, unit, pool)
+    return keys, pool.selectable(*split_keys(keys)), taken_units(pool, keys)
+
+
 def taken_units(pool: PoolView, keys: np.ndarray) -> np.ndarray:
     """(N,) bool: the unit, or its whole frame, is labelled or queued."""
     from rayal.selection.base import LABELED, QUEUED

@@ -18,8 +18,8 @@ import numpy as np
 
 from rayal.selection.base import (LABELED, QUEUED, Budget, PoolView, Query, ScoreTables, Strategy,
                                   split_keys)
-from rayal.selection.common import (UNITS, check_choice, check_range, embedding_keys, level_of,
-                                    query_from_keys, read_embeddings, taken_units, unit_budget)
+from rayal.selection.common import (UNITS, check_choice, check_range, embedding_units, level_of,
+                                    query_from_keys, read_embeddings, unit_budget)
 from rayal.selection.registry import register_strategy
 
 
@@ -88,10 +88,8 @@ class CoreSet(Strategy):
         n = unit_budget(budget, self)
         if n == 0:
             return Query.empty()
-        keys = embedding_keys(tables, self.unit, pool)  # sorted unique: order-independent result
-        frame_index, region_id = split_keys(keys)
-        candidates = pool.selectable(frame_index, region_id)
-        taken = taken_units(pool, keys)
+        # keys sorted unique: an order-independent result
+        keys, candidates, taken = embedding_units(tables, self.unit, pool)
         if not candidates.any():
             return Query.empty()
         x, _ = read_embeddings(tables, self.unit, pool, keys)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy, split_keys
-from rayal.selection.common import (UNITS, check_choice, check_range, embedding_keys, level_of,
-                                    query_from_keys, read_embeddings, taken_units, unit_budget)
+from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy
+from rayal.selection.common import (UNITS, check_choice, check_range, embedding_units, level_of,
+                                    query_from_keys, read_embeddings, unit_budget)
 from rayal.selection.registry import register_strategy
 
 
@@ -103,10 +103,7 @@ class TypiClust(Strategy):
         n = unit_budget(budget, self)
         if n == 0:
             return Query.empty()
-        keys = embedding_keys(tables, self.unit, pool)
-        frame_index, region_id = split_keys(keys)
-        free = pool.selectable(frame_index, region_id)
-        taken = taken_units(pool, keys)
+        keys, free, taken = embedding_units(tables, self.unit, pool)
         free_keys = keys[free]
         if len(free_keys) > self.max_points:
             rng = np.random.default_rng(seed)

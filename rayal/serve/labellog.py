@@ -23,6 +23,8 @@ import zlib
 
 import numpy as np
 
+from rayal.pool.journal import append_fsynced, fsync_dir
+
 LOG_FILE = "labels.log"
 
 
@@ -76,14 +78,6 @@ def read_entries(path: str) -> list[dict]:
     return out
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class LabelLog:
     """Append-only, fsynced label log (see the module docstring). Not thread-safe: the desk's
     committer is its only writer."""
@@ -93,7 +87,7 @@ class LabelLog:
         new = not os.path.exists(self.path)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         if new:
-            _fsync_dir(serve_dir)
+            fsync_dir(serve_dir)
         size = os.fstat(self._fd).st_size
         if size:   # cut a torn last line (written, never fsynced nor acknowledged)
             tail = os.pread(self._fd, min(size, 1 << 20), max(0, size - (1 << 20)))
@@ -107,15 +101,7 @@ class LabelLog:
         if not entries:
             return
         data = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries).encode()
-        size = os.fstat(self._fd).st_size
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
-            os.fsync(self._fd)
-        except BaseException:
-            os.ftruncate(self._fd, size)   # no half batch before the next one
-            raise
+        append_fsynced(self._fd, data)   # no half batch before the next one
 
     def close(self) -> None:
         if self._fd is not None:
