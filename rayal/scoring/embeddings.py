@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def frame_embeddings(features: torch.Tensor) -> torch.Tensor:
@@ -30,11 +29,3 @@ def region_embeddings(features: torch.Tensor, region_map: torch.Tensor,
     weights = weights.view(batch, num_regions, cells).to(features.dtype)
     weights = weights / weights.sum(-1, keepdim=True).clamp_min(1)
     return torch.bmm(weights, features.flatten(2).transpose(1, 2))  # (B, R, D)
-
-
-def resize_nearest(region_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, H, W) int map -> (B, h, w) nearest-neighbour resize."""
-    if tuple(region_map.shape[-2:]) == tuple(size):
-        return region_map
-    out = F.interpolate(region_map[:, None].float(), size=size, mode="nearest")
-    return out[:, 0].to(region_map.dtype)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -216,10 +215,6 @@ def fused_mc_stats(zt: np.ndarray, z_det: np.ndarray, bases: np.ndarray, *, num_
     out["ovr"] = ovr if want_ovr else None
     out["area_disagreement"] = ad_from_counts(rows(inter), rows(sample_count), rows(agg_count), dice)
     return out
-
-
-def set_threads(n: int) -> None:
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
 
 
 @njit(parallel=True, fastmath=True, cache=True)

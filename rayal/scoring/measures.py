@@ -2,7 +2,7 @@
 
 Conventions: ``p`` is a softmax output (B, C, H, W); MC samples are
 (T, B, C, H, W). Probabilities are clamped to [1e-12, 1] before any log.
-These are the reference definitions; :mod:`rayal.scoring.mc` computes the
+These are the reference definitions; :mod:`rayal.scoring.fused` computes the
 same quantities in one fused pass and is tested against them.
 """
 from __future__ import annotations
