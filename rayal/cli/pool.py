@@ -16,8 +16,6 @@ import sys
 
 import pyarrow as pa
 
-SUBCOMMANDS = ("init", "select", "export", "ingest", "status", "repair")
-
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="YAML config (defaults when omitted)")

@@ -111,7 +111,3 @@ def ovr_entropy(p: torch.Tensor) -> torch.Tensor:
     _check(p, 4, "ovr_entropy")
     q = 1.0 - p
     return -(p * _log(p) + q * _log(q))
-
-
-POINT_MEASURES = {"entropy": entropy, "margin": margin, "least_confidence": least_confidence}
-SAMPLE_MEASURES = {"bald": bald, "vote_entropy": vote_entropy, "variance": variance}
