@@ -99,15 +99,19 @@ def member_specs(config: RayalConfig, specs: list[LabelSpec], k: int) -> list[La
 
 def member_progress(directory: str) -> dict:
     """``{"finished": bool, "epochs": completed epochs}`` of a member's checkpoint directory
-    (no ``loop_state.json`` yet: nothing done)."""
-    from rayal.train.loop import BEST, read_loop_state
+    (no ``loop_state.json`` yet: nothing done). ``epochs`` is what a resume starts from: the
+    state inside ``last.pt`` (``loop_state.json`` is written just before it, so a kill between
+    the two leaves it one epoch ahead)."""
+    from rayal.train.loop import BEST, LAST, load_state, read_loop_state
 
     state_file = join_uri(directory, "loop_state.json")
     if not exists(state_file):
         return {"finished": False, "epochs": 0}
     state = read_loop_state(directory)
+    last = join_uri(directory, LAST)
+    durable = load_state(last, map_location="cpu")["state"] if exists(last) else {"epoch": -1}
     return {"finished": bool(state["finished"]) and exists(join_uri(directory, BEST)),
-            "epochs": int(state["epoch"]) + 1}
+            "epochs": int(durable["epoch"]) + 1}
 
 
 def is_manifest(checkpoint: str | None) -> bool:

@@ -119,13 +119,16 @@ def test_resume_after_a_crash_in_member_2_of_4_redoes_only_what_is_missing(ray_l
     train_dir = str(tmp_path / "train")
     proc = subprocess.Popen([sys.executable, "-c", _CRASH_SCRIPT, config.model_dump_json(), train_dir],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from rayal.train.checkpoint import load_state
     state2 = os.path.join(member_dir(train_dir, 2), "loop_state.json")
-    while not os.path.exists(state2) and proc.poll() is None:
+    last2 = os.path.join(member_dir(train_dir, 2), "last.pt")
+    while not os.path.exists(last2) and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)                    # the process dies inside member 2
     proc.wait()
-    with open(state2) as f:
-        crashed = json.load(f)
+    # where a resume starts: the state inside last.pt (loop_state.json, written just before it,
+    # may be one epoch ahead when the kill falls between the two writes)
+    crashed = load_state(last2, map_location="cpu")["state"]
     assert not crashed["finished"], "member 2 finished before the kill: raise train.epochs"
     assert not os.path.exists(member_dir(train_dir, 3))
     kept = {k: os.stat(os.path.join(member_dir(train_dir, k), "best.pt")).st_mtime_ns for k in (0, 1)}
