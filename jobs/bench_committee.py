@@ -27,7 +27,7 @@ import torch
 from rayal.config import RayalConfig, config_from_dict
 from rayal.data.splits import labelled_split
 from rayal.models import model_from_config
-from rayal.pipeline.committee_job import train_committee
+from rayal.pipeline.loop.committee_job import train_committee
 from rayal.scoring import CommitteeScorer, MCDropoutScorer
 from rayal.train.dataset import LabelSpec
 from rayal.train.trainer import fit

@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from rayal.config import load_config
-from rayal.pipeline.experiment import run_experiment
+from rayal.pipeline.loop.experiment import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ("seconds_score", "seconds_select", "seconds_annotate", "seconds_train", "seconds_eval")
@@ -31,7 +31,7 @@ PHASES = ("seconds_score", "seconds_select", "seconds_annotate", "seconds_train"
 
 def one_side(config_path: Path, workdir: Path, rounds: int, fast: bool) -> dict:
     """Mean seconds per phase of rounds >= 1 of one short run (before: fast=False)."""
-    import rayal.pipeline.experiment as experiment
+    import rayal.pipeline.loop.experiment as experiment
 
     config = load_config(config_path, [
         f"output_dir={workdir}", f"loop.rounds={rounds}", "train.epochs=1", "train.steps_per_epoch=1",

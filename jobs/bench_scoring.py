@@ -42,11 +42,11 @@ import torch
 from rayal.config import ModelConfig, config_from_dict
 from rayal.data import SyntheticScenes, synthetic_uri, write_manifest
 from rayal.models import build_model
-from rayal.pipeline.batch import FrameBatchScorer
-from rayal.pipeline.frames import decode_frames, frame_source
-from rayal.pipeline.score_job import run_scoring
+from rayal.pipeline.score.batch import FrameBatchScorer
+from rayal.pipeline.score.frames import decode_frames, frame_source
+from rayal.pipeline.score.score_job import run_scoring
 from rayal.pipeline.runtime import init_ray
-from rayal.pipeline.sink import ScoreSink
+from rayal.pipeline.score.sink import ScoreSink
 from rayal.scoring import MCDropoutScorer
 from rayal.scoring import measures as M
 

@@ -201,7 +201,7 @@ def bench_gpu(workdir: Path, frames: int = 4096, size: int = 360) -> dict:
 
     from rayal.config import config_from_dict
     from rayal.pipeline.runtime import init_ray
-    from rayal.pipeline.score_job import run_scoring
+    from rayal.pipeline.score.score_job import run_scoring
 
     require_cuda()
     gpus = torch.cuda.device_count()

@@ -31,8 +31,8 @@ def add_experiment_parsers(sub, add_config_args) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rayal.pipeline.experiment import run_with_baseline
-    from rayal.pipeline.selection_params import check_selection
+    from rayal.pipeline.loop.experiment import run_with_baseline
+    from rayal.pipeline.loop.selection_params import check_selection
 
     config = load_config(args.config, args.overrides)
     check_selection(config)   # a strategy's bad params fail now, not after round 0
@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rayal.pipeline.compare import compare_all
+    from rayal.pipeline.study.compare import compare_all
 
     configs = [load_config(path, args.overrides) for path in args.configs]   # all checked first
     compare_all(configs, progress=not args.no_progress, finished_only=args.finished_only)
@@ -49,7 +49,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from rayal.pipeline.tune import run_tune
+    from rayal.pipeline.study.tune import run_tune
 
     result = run_tune(load_config(args.config, args.overrides), progress=not args.no_progress)
     print(f"\n{result['table']}\n(written to {result['output_dir']})")

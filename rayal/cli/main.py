@@ -28,7 +28,7 @@ def _model_override(spec: str) -> list[str]:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from rayal.pipeline.score_job import run_scoring
+    from rayal.pipeline.score.score_job import run_scoring
 
     overrides = list(args.overrides) + (_model_override(args.model) if args.model else [])
     config = load_config(args.config, overrides)

@@ -133,7 +133,7 @@ def print_status(status: dict, class_names=None, out=None) -> None:
 
 
 def _init(config, handle) -> None:
-    from rayal.pipeline.frames import pool_frame_batches
+    from rayal.pipeline.score.frames import pool_frame_batches
 
     total = 0
     for batch in pool_frame_batches(config.data):
@@ -143,7 +143,7 @@ def _init(config, handle) -> None:
 
 def _select(config, handle, args) -> None:
     from rayal.data import exists, join_uri
-    from rayal.pipeline.selection_params import selection_params
+    from rayal.pipeline.loop.selection_params import selection_params
     from rayal.selection.base import ScoreTables
 
     quarantine_dir = join_uri(args.score_dir, "quarantine")
@@ -214,9 +214,9 @@ def cmd_pool(args: argparse.Namespace) -> int:
     store refusing pool.state_dir, a damaged journal) are ``rayal.cli.main``'s to report."""
     from rayal.config import load_config
     from rayal.data import makedirs
-    from rayal.pipeline.frames import check_unique_frame_ids
+    from rayal.pipeline.score.frames import check_unique_frame_ids
     from rayal.pipeline.runtime import init_ray
-    from rayal.pipeline.selection_params import check_selection
+    from rayal.pipeline.loop.selection_params import check_selection
     from rayal.pool.coordinator import get_or_create_coordinator, load_plugins, pool_state_dir
 
     config = load_config(args.config, args.overrides)

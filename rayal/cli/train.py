@@ -19,7 +19,7 @@ def add_train_parsers(sub, add_config_args) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rayal.pipeline.train_job import run_training
+    from rayal.pipeline.loop.train_job import run_training
 
     config = load_config(args.config, args.overrides)
     summary = run_training(config, full=args.full, progress=not args.no_progress)
@@ -29,7 +29,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rayal.pipeline.train_job import per_class_table, run_evaluation
+    from rayal.pipeline.loop.train_job import per_class_table, run_evaluation
 
     config = load_config(args.config, args.overrides)
     metrics = run_evaluation(config, args.checkpoint, args.out)

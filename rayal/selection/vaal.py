@@ -2,7 +2,7 @@
 
 Ranks whole frames by the ``vaal_score`` column of the frames table (``1 - D(mu(x))``, the
 discriminator's probability that the frame is unlabelled, written by
-:func:`rayal.pipeline.vaal_job.run_vaal_scoring`), highest first. Ties go to the smaller
+:func:`rayal.pipeline.loop.vaal_job.run_vaal_scoring`), highest first. Ties go to the smaller
 frame_id (the same total order as the top-k strategies); NaN / null scores are never picked.
 Image units only: the discriminator scores frames, not regions.
 """
@@ -23,7 +23,7 @@ class Vaal(Strategy):
 
     level = "image"
     units = ("image",)
-    score_source = "vaal"   # the loop runs rayal.pipeline.vaal_job first and selects from its tables
+    score_source = "vaal"   # the loop runs rayal.pipeline.loop.vaal_job first and selects from its tables
 
     def __init__(self, unit: str = "image"):
         if unit != "image":
@@ -35,7 +35,7 @@ class Vaal(Strategy):
         n = unit_budget(budget, self)
         if SCORE_COLUMN not in tables.columns("frames"):
             raise ValueError(f"the frames score table has no {SCORE_COLUMN!r} column; run the VAAL "
-                             "scoring step first (rayal.pipeline.vaal_job.run_vaal_scoring)")
+                             "scoring step first (rayal.pipeline.loop.vaal_job.run_vaal_scoring)")
         rows = load_units(tables, "image", pool, [SCORE_COLUMN])
         score = rows.column(SCORE_COLUMN)
         nan_skipped = int(np.count_nonzero(rows.resolve(np.flatnonzero(np.isnan(score)))[1]))

@@ -88,8 +88,8 @@ class JobRunner:
     def _round(self, job: dict) -> dict:
         import ray
 
-        from rayal.pipeline.score_job import run_scoring
-        from rayal.pipeline.selection_params import selection_params
+        from rayal.pipeline.score.score_job import run_scoring
+        from rayal.pipeline.loop.selection_params import selection_params
         from rayal.pool.coordinator import to_budget
         from rayal.serve.models import current_version
 
@@ -129,7 +129,7 @@ class JobRunner:
         ray.get(desk.note_round.remote())
 
     def _retrain(self, job: dict) -> dict:
-        from rayal.pipeline.train_job import run_training
+        from rayal.pipeline.loop.train_job import run_training
         from rayal.serve.models import add_version, read_versions
 
         version = len(read_versions(self.serve_dir)) + 1

@@ -43,7 +43,7 @@ def start_service(config: RayalConfig, out=None) -> dict:
     import pyarrow as pa
     import ray
 
-    from rayal.pipeline.frames import pool_frame_batches
+    from rayal.pipeline.score.frames import pool_frame_batches
     from rayal.pipeline.runtime import init_ray
     from rayal.pool.coordinator import get_or_create_coordinator
     from rayal.serve.auth import resolve_tokens
@@ -106,7 +106,7 @@ def build_application(args: dict):
     if ray.get(pool.status.remote())["frames"] == 0:
         import pyarrow as pa
 
-        from rayal.pipeline.frames import pool_frame_batches
+        from rayal.pipeline.score.frames import pool_frame_batches
 
         for batch in pool_frame_batches(config.data):
             ray.get(pool.register.remote(pa.Table.from_batches([batch])))

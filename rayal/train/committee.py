@@ -15,7 +15,7 @@ When every member is done, ``<train_dir>/committee.json`` (``{"members": [best.p
 written: this manifest is the round's checkpoint in ``rounds.parquet`` and the
 ``model.checkpoint`` the scoring actors load for ``scoring.mode: committee``. Consumers that
 need one model (evaluation, pseudo-labels, one-pixel annotation) take the lead member through
-:func:`lead_checkpoint`. The Ray scheduling lives in :mod:`rayal.pipeline.committee_job`.
+:func:`lead_checkpoint`. The Ray scheduling lives in :mod:`rayal.pipeline.loop.committee_job`.
 """
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ def test_pool_select_refuses_a_unit_other_than_the_pools(tmp_path):
 def test_selection_params_unit_follows_pool_unit(tmp_path):
     """One rule for `rayal run` and `rayal pool select`: unit defaults to pool.unit."""
     from rayal.config import load_config
-    from rayal.pipeline.selection_params import selection_params
+    from rayal.pipeline.loop.selection_params import selection_params
 
     config = load_config(tmp_path / write_config(tmp_path), ["pool.unit=patch"])
     assert selection_params(config) == {"aggregate": "mean", "unit": "patch"}

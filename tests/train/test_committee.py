@@ -68,7 +68,7 @@ def test_member_specs_lead_on_all_and_bootstrap_off(tmp_path):
 
 
 def test_same_data_same_seed_members_are_identical(ray_local, tmp_path):
-    from rayal.pipeline.committee_job import train_committee
+    from rayal.pipeline.loop.committee_job import train_committee
 
     same = committee_config(tmp_path, 2, {"epochs": 1}, bootstrap=False, seed_offset=0,
                             parallel=False)
@@ -83,7 +83,7 @@ def test_same_data_same_seed_members_are_identical(ray_local, tmp_path):
 
 
 def test_parallel_members_on_ray_tasks_equal_one_after_the_other(ray_local, tmp_path):
-    from rayal.pipeline.committee_job import train_committee
+    from rayal.pipeline.loop.committee_job import train_committee
 
     kw = dict(cpus_per_member=0.5)
     train = {"epochs": 1, "torch_threads": 1}
@@ -106,7 +106,7 @@ import json, sys
 from rayal.config import RayalConfig
 from rayal.data.splits import labelled_split
 from rayal.train.dataset import LabelSpec
-from rayal.pipeline.committee_job import train_committee
+from rayal.pipeline.loop.committee_job import train_committee
 config = RayalConfig.model_validate(json.loads(sys.argv[1]))
 specs = [LabelSpec(f) for f in labelled_split(config.data, "train").frame_ids[:6]]
 print(json.dumps(train_committee(config, specs, sys.argv[2], run_name="crash")[1]))
@@ -133,7 +133,7 @@ def test_resume_after_a_crash_in_member_2_of_4_redoes_only_what_is_missing(ray_l
     assert not os.path.exists(member_dir(train_dir, 3))
     kept = {k: os.stat(os.path.join(member_dir(train_dir, k), "best.pt")).st_mtime_ns for k in (0, 1)}
 
-    from rayal.pipeline.committee_job import train_committee
+    from rayal.pipeline.loop.committee_job import train_committee
     specs = _specs(config, 6)
     manifest, reports = train_committee(config, specs, train_dir, run_name="crash")
     assert [r["status"] for r in reports] == ["kept", "kept", "resumed", "trained"]
