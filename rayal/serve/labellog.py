@@ -140,6 +140,18 @@ def write_soft(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def write_durable(path: str, data: bytes) -> None:
+    """Replace a file atomically and durably: the data and the rename are fsynced before it
+    returns (records the service acknowledges, e.g. a new model version)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path) or ".")
+
+
 def rebuild_masks(entries: list[dict], mask_dir: str, ignore_index: int) -> int:
     """Repaint every frame mask the log touches from its entries (idempotent: the last entry of
     each pixel wins, as when it was first written); returns how many frames were rewritten."""

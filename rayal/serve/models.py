@@ -28,11 +28,11 @@ def read_versions(serve_dir: str) -> list[dict]:
 
 def add_version(serve_dir: str, checkpoint: str, **info) -> dict:
     """Append a version (number = last + 1) to ``models.json``; returns its row."""
-    from rayal.serve.leases import _atomic_write
+    from rayal.serve.labellog import write_durable
 
     versions = read_versions(serve_dir)
     row = {"version": len(versions) + 1, "checkpoint": str(checkpoint), "created": time.time(), **info}
-    _atomic_write(os.path.join(serve_dir, MODELS_FILE),
+    write_durable(os.path.join(serve_dir, MODELS_FILE),
                   json.dumps({"versions": versions + [row]}, indent=2).encode())
     return row
 
