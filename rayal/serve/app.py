@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from rayal.config import RayalConfig
 from rayal.serve.auth import AuthError, TokenBook
 from rayal.serve.calls import aunwrap, read_json, unwrap
-from rayal.serve.leases import TaskError, parse_task_id
+from rayal.pool.tasks import TaskError, parse_task_id
 from rayal.serve.models import Predictor, current_version, learning_curve
 
 

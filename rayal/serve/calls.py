@@ -6,7 +6,7 @@ import json
 
 from fastapi import Request
 
-from rayal.serve.leases import TaskError
+from rayal.pool.tasks import TaskError
 
 
 def unwrap(ref):

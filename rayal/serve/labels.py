@@ -17,7 +17,7 @@ import binascii
 
 import numpy as np
 
-from rayal.serve.leases import TaskError
+from rayal.pool.tasks import TaskError
 
 FORMATS = ("mask_png_base64", "coco_rle", "labelstudio")
 

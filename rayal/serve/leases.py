@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from rayal.pool.tasks import TaskError, parse_task_id, task_id   # noqa: F401 (re-exported)
+from rayal.pool.tasks import TaskError, parse_task_id, task_id
 
 LEASES_FILE = "leases.json"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from rayal.serve.leases import TaskError
+from rayal.pool.tasks import TaskError
 
 P = "/v1/projects/{project}"
 

@@ -10,7 +10,8 @@ import pytest
 
 from rayal.config.serve import ServeConfig, TokenConfig
 from rayal.serve.auth import AuthError, TokenBook, resolve_tokens, tokens_from_env
-from rayal.serve.leases import TaskDesk, TaskError, task_id
+from rayal.pool.tasks import TaskError, task_id
+from rayal.serve.leases import TaskDesk
 
 
 def test_generated_tokens_are_owner_only_and_roles_hold(tmp_path):

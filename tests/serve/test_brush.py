@@ -6,7 +6,7 @@ import pytest
 
 from rayal.pool.formats.brush import BrushError, decode, encode, mask_to_rle, rle_to_mask
 from rayal.pool.formats.ls_results import parse_label_config, prediction_results, results_to_mask
-from rayal.serve.leases import TaskError
+from rayal.pool.tasks import TaskError
 
 # written by label_studio_sdk 2.1.2 (label_studio_sdk.converter.brush.mask2rle / encode_rle)
 SDK_MASK_3x5 = [0, 0, 0, 60, 57, 27, 254, 23, 0, 183, 255, 132, 192, 35, 255, 0]
