@@ -25,9 +25,10 @@ import os
 
 import numpy as np
 
-from rayal.data import LabelError, join_uri, read_bytes
+from rayal.data import LabelError, join_uri
 from rayal.pool.formats.base import ExportRequest, Format, IngestRequest
 from rayal.pool.formats.common import (LabelSource, batch_of, frame_info, frame_sizes,
+                                       read_json_document,
                                        summarize_frame, units_by_frame)
 
 
@@ -148,10 +149,7 @@ def _frame_of(image: dict, info: dict) -> str:
 
 def ingest(req: IngestRequest):
     c, data = req.config, req.config.data
-    try:
-        doc = json.loads(read_bytes(req.source))
-    except ValueError as err:
-        raise ValueError(f"{req.source}: not a COCO JSON file: {err}") from None
+    doc = read_json_document(req.source, "COCO JSON")
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) \
             or not isinstance(doc.get("annotations"), list):
         raise ValueError(f"{req.source}: a COCO JSON object needs 'images' and 'annotations' lists")

@@ -2,11 +2,21 @@
 check that turns a frame's decoded label mask into unit summaries (as ``pool ingest`` does)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 
-from rayal.data import FrameError, LabelError, is_synthetic_uri, list_files, load_mask
+from rayal.data import FrameError, LabelError, is_synthetic_uri, list_files, load_mask, read_bytes
 from rayal.data.maskfiles import index_mask_files
+
+
+def read_json_document(source: str, what: str):
+    """The parsed JSON at ``source``; ValueError naming the file and ``what`` it should be."""
+    try:
+        return json.loads(read_bytes(source))
+    except ValueError as err:
+        raise ValueError(f"{source}: not a {what} file: {err}") from None
 
 
 def frame_info(frames: pa.Table) -> dict:

@@ -19,12 +19,13 @@ import json
 
 import numpy as np
 
-from rayal.data import LabelError, join_uri, read_bytes
+from rayal.data import LabelError, join_uri
 from rayal.pool.formats.base import ExportRequest, Format, IngestRequest
 from rayal.pool.formats.ls_results import (class_labels, prediction_results, resolve_task,
                                            results_to_mask, task_data)
 from rayal.pool.tasks import TaskError, task_id
 from rayal.pool.formats.common import (LabelSource, batch_of, frame_info, frame_sizes,
+                                       read_json_document,
                                        summarize_frame)
 
 CONTROL = {"from_name": "label", "to_name": "image", "labels": []}
@@ -63,12 +64,8 @@ def export(req: ExportRequest, image_base: str | None = None) -> dict:
 
 
 def ingest(req: IngestRequest):
-
     c, data = req.config, req.config.data
-    try:
-        tasks = json.loads(read_bytes(req.source))
-    except ValueError as err:
-        raise ValueError(f"{req.source}: not a Label Studio tasks JSON file: {err}") from None
+    tasks = read_json_document(req.source, "Label Studio tasks JSON")
     if not isinstance(tasks, list):
         raise ValueError(f"{req.source}: Label Studio tasks JSON must be a list of tasks")
     info = frame_info(req.frames)
