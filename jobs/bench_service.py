@@ -56,7 +56,8 @@ ADMIN, ANNOTATOR = "bench-admin-token-0123456789", "bench-annot-token-0123456789
 PROJECT, NUM_CLASSES, GRID = "bench", 8, (4, 4)
 
 
-def bench_config(tmp: Path, units: int, port: int, address: str) -> dict:
+def bench_config(tmp: Path, units: int, port: int, address: str,
+                 max_ongoing: int | None = None) -> dict:
     """A config whose pool holds exactly ``units`` patch units (``units`` / 16 frames)."""
     frames = units // (GRID[0] * GRID[1])
     return {
@@ -73,7 +74,8 @@ def bench_config(tmp: Path, units: int, port: int, address: str) -> dict:
         "train": {"epochs": 1, "batch_size": 4},
         "ray": {"address": address, "num_cpus": 2, "actors": 1, "cpus_per_actor": 1.0},
         "serve": {"port": port, "max_lease": 8, "replicas": 2, "tokens": [
-            {"token": ADMIN, "role": "admin"}, {"token": ANNOTATOR, "role": "annotator"}]}}
+            {"token": ADMIN, "role": "admin"}, {"token": ANNOTATOR, "role": "annotator"}],
+            **({} if max_ongoing is None else {"max_ongoing_requests": max_ongoing})}}
 
 
 class Log:
@@ -115,8 +117,14 @@ def request(session, log: Log, kind: str, url: str, body: dict, deadline: float)
 
 
 def annotator(name: str, v1: str, log: Log, pngs: list[str], target: int, n: int,
-              deadline: float, done: threading.Event) -> None:
+              deadline: float, done: threading.Event, think: float = 0.0) -> None:
+    """One simulated annotator: lease ``n``, label each task after 0.5-1.5 x ``think`` seconds
+    (the time a person spends drawing it, seeded per annotator; 0: back to back, the
+    service's saturation), until ``done``."""
     session = requests.Session()
+    rng = np.random.default_rng(sum(map(ord, name)))   # seeded: the same pace every run
+    if think and done.wait(rng.uniform(0, think)):      # people do not start in lockstep
+        return
     while not done.is_set() and time.monotonic() < deadline:
         status, reply = request(session, log, "lease", v1 + "/leases",
                                 {"annotator": name, "n": n}, deadline)
@@ -130,10 +138,12 @@ def annotator(name: str, v1: str, log: Log, pngs: list[str], target: int, n: int
         with log.lock:
             for t in tasks:
                 log.grants.setdefault(t["task_id"], []).append((name, got))
-        if not tasks:
-            time.sleep(0.1)
+        if not tasks:   # every unit is leased: ask again later, as a person would
+            done.wait(max(think, 0.1))
             continue
         for t in tasks:
+            if think and done.wait(rng.uniform(0.5, 1.5) * think):
+                break
             tid = t["task_id"]
             cls = sum(map(ord, tid)) % NUM_CLASSES
             status, reply = request(session, log, "label", v1 + "/labels", {
@@ -190,10 +200,10 @@ def replica_names(ray) -> list[str]:
                   and "rayal_ingress" in a["name"])
 
 
-def kill_replica(ray, url: str, window: list) -> None:
+def kill_replica(ray, url: str, window: list, stop: threading.Event) -> threading.Thread:
     """Kill one ingress replica actor (the other keeps serving); Serve starts a new one.
     ``window`` = [kill time, None]; a watcher thread sets [1] when a new replica answers
-    /health (the run's end when it does not before then)."""
+    /health (the run's end when it does not before then, ``stop`` set)."""
     old = replica_names(ray)
     if not old:
         raise RuntimeError("no rayal_ingress replica actor found in namespace 'serve'")
@@ -201,7 +211,7 @@ def kill_replica(ray, url: str, window: list) -> None:
     ray.kill(ray.get_actor(old[0], namespace="serve"))
 
     def watch():
-        while True:
+        while not stop.is_set():
             fresh = [n for n in replica_names(ray) if n not in old]
             if fresh:
                 try:
@@ -212,7 +222,9 @@ def kill_replica(ray, url: str, window: list) -> None:
                     pass
             time.sleep(0.2)
 
-    threading.Thread(target=watch, daemon=True).start()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
 
 
 def labelled_in_journal(state_dir: str) -> set[str]:
@@ -269,7 +281,8 @@ def stop_head(head, temp_dir: Path, grace: float = 20) -> None:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path) -> dict:
+def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path,
+        max_ongoing: int | None = None, think: float = 0.0) -> dict:
     import ray
 
     gcs, port = free_port(), free_port()
@@ -296,7 +309,7 @@ def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path) -> 
                 raise RuntimeError(f"ray head did not start: {(tmp / 'ray_head.log').read_text()[-2000:]}")
             time.sleep(0.5)
         address = address_file.read_text().strip()
-        config = bench_config(tmp, units, port, address)
+        config = bench_config(tmp, units, port, address, max_ongoing)
         url, v1 = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/v1/projects/{PROJECT}"
         print(f"ray head at {address} after {time.monotonic() - t0:.1f}s", flush=True)
         serve = start_serve(config, tmp, 300, env=env)
@@ -321,9 +334,11 @@ def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path) -> 
         start = time.monotonic()
         deadline = start + load_seconds
         threads = [threading.Thread(target=annotator, daemon=True, args=(
-            f"ann{i:02d}", v1, log, pngs, units, n, deadline, done)) for i in range(annotators)]
+            f"ann{i:02d}", v1, log, pngs, units, n, deadline, done, think))
+            for i in range(annotators)]
         for t in threads:
             t.start()
+        stop_watch, watchers = threading.Event(), []
         windows, faults = [], [(units // 4, "coordinator"), (units * 3 // 5, "replica")]
         for at, what in faults:
             while len(log.acks) < at and not done.is_set() and time.monotonic() < deadline:
@@ -336,12 +351,19 @@ def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path) -> 
                       f"{(w[1] - w[0]) * 1000:.0f} ms", flush=True)
             else:
                 w = [None, None]
-                kill_replica(ray, url, w)
+                watchers.append(kill_replica(ray, url, w, stop_watch))
                 print(f"killed a replica at {len(log.acks)} labels", flush=True)
             windows.append(w)
         for t in threads:
             t.join()
         end = time.monotonic()
+        print(f"load phase done after {end - start:.1f}s", flush=True)
+        with open(tmp / "calls.csv", "w") as f:   # every request: for a look at the tail
+            f.write("kind,start_s,ms,status\n")
+            f.writelines(f"{k},{a - start:.3f},{(b - a) * 1000:.1f},{st}\n" for k, a, b, st in log.calls)
+        stop_watch.set()
+        for w in watchers:   # none may call Ray after the shutdown below (it would start one)
+            w.join(timeout=30)
         replica_back = [w[1] is not None for w in windows]
         windows = [(a, b if b is not None else end) for a, b in windows]
         ray.shutdown()
@@ -358,6 +380,7 @@ def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path) -> 
             "label_p50_ms": percentile_ms(log, "label", windows, 50),
             "label_p99_ms": percentile_ms(log, "label", windows, 99),
             "labels_per_second": len(acked) / (end - start),
+            "think_seconds": think,
             "kills": len(windows),
             "kill_window_ms": [round((b - a) * 1000) for a, b in windows],
             "replaced_before_end": replica_back,
@@ -376,12 +399,52 @@ def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path) -> 
         stop_head(head, temp_dir)
 
 
+class _QueryOnly:
+    """The three coordinator calls a desk's cache makes, for a round of ``n`` queued units."""
+
+    def __init__(self, n: int):
+        import pyarrow as pa
+
+        ids = [f"f{i:07d}" for i in range(n)]
+        self.table = pa.table({"frame_id": ids, "region_id": [0] * n, "rank": list(range(n)),
+                               "score": [1.0] * n})
+
+    def status(self):
+        return {"per_round": {0: {}}}
+
+    def query(self, round_id):
+        return self.table
+
+    def units(self, status, round_id):
+        return self.table.select(["frame_id", "region_id"])
+
+
+def desk_lease_ms(n_units: int, leases: int = 500, annotators: int = 32) -> float:
+    """Milliseconds per lease of the desk alone (in process), over a round of ``n_units``:
+    ``annotators`` take 2 units each, then each lease request takes 2 more while the first
+    ones stay held (the book grows), as in the load phase."""
+    from rayal.serve.leases import TaskDesk
+
+    with tempfile.TemporaryDirectory(prefix="bench_desk_") as tmp:
+        desk = TaskDesk(_QueryOnly(n_units), tmp, lease_seconds=3600)
+        desk.refresh()
+        t0 = time.perf_counter()
+        for i in range(leases):
+            desk.lease(f"ann{i % annotators}-{i // annotators}", 2)
+        return (time.perf_counter() - t0) / leases * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="160 units (under two minutes)")
     parser.add_argument("--units", type=int, help="units to label (a multiple of 16)")
     parser.add_argument("--annotators", type=int, default=32)
     parser.add_argument("--lease-n", type=int, default=2, help="tasks per lease request")
+    parser.add_argument("--think-seconds", type=float, default=2.0,
+                        help="seconds an annotator spends on a task before posting its label "
+                        "(a person's pace; 0: back to back, the service's saturation)")
+    parser.add_argument("--max-ongoing-requests", type=int, default=None,
+                        help="serve.max_ongoing_requests of the ingress (default: the config's)")
     parser.add_argument("--keep", help="keep the work directory here (logs, pool, masks)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # stop the head and service too
@@ -390,6 +453,9 @@ def main() -> None:
     import secrets
 
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    small, large = desk_lease_ms(2_000), desk_lease_ms(100_000)
+    print(f"desk_lease_ms_2k_units: {small:.3f}\ndesk_lease_ms_100k_units: {large:.3f}\n"
+          f"desk_lease_100k_vs_2k: {large / small:.2f}", flush=True)
     units = args.units or (160 if args.quick else 2000)
     if units % 16 or units < 64:
         parser.error(f"--units must be a multiple of 16 and >= 64, got {units}")
@@ -398,10 +464,12 @@ def main() -> None:
     load_seconds = 90.0 if args.quick else 900.0
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
-        figures = run(units, args.annotators, args.lease_n, load_seconds, Path(args.keep).resolve())
+        figures = run(units, args.annotators, args.lease_n, load_seconds, Path(args.keep).resolve(),
+                      args.max_ongoing_requests, args.think_seconds)
     else:
         with tempfile.TemporaryDirectory(prefix="bench_service_") as tmp:
-            figures = run(units, args.annotators, args.lease_n, load_seconds, Path(tmp))
+            figures = run(units, args.annotators, args.lease_n, load_seconds, Path(tmp),
+                          args.max_ongoing_requests, args.think_seconds)
     for key, value in figures.items():
         if key not in ("labels_lost", "double_leases", "lease_p99_ms"):
             print(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}: {value}")

@@ -153,7 +153,7 @@ class Service:
             raise TaskError(422, "task_id and annotator must be non-empty strings",
                             tid if isinstance(tid, str) else None)
         _, frame_id, region_id = parse_task_id(tid)
-        unwrap(self.desk.check.remote(tid, annotator))           # 409 before any decoding
+        # the lease (409) is checked by the desk's submit: one actor call per label, not two
         _, region, bbox = self.region(frame_id, region_id, tid)
         d = self.config.data
         mask = decode_label(body, size=region.shape, box=bbox, num_classes=d.num_classes,

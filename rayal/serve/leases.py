@@ -10,9 +10,10 @@ back first.
 Leasing asks the coordinator nothing: the desk caches the current round's query and the set
 of its queued units, refreshed on round events (:meth:`TaskDesk.note_round`, sent by the job
 runner after a round's selection), on the desk's own label commits, and every
-``refresh_seconds`` in the background (rounds or labels made outside the service). Leases are
-soft state: ``<serve_dir>/leases.json`` is replaced after every change without fsync (it
-survives the desk's process, not the machine; an expired lease costs nothing).
+``refresh_seconds`` in the background (rounds or labels made outside the service). A lease
+costs O(log N) in the round's N units, not O(N): open leases live in a
+:class:`~rayal.serve.leasebook.LeaseBook` (indexed by annotator and expiry, soft state appended
+to ``<serve_dir>/leases.log``) and free units in a heap of query positions.
 
 Labels are what must be durable. :meth:`TaskDesk.submit` checks the unit is leased to this
 annotator (or was labelled by them: a re-sent label), queues the label and waits for a group
@@ -25,7 +26,6 @@ Task ids are ``<round>.<region_id>.<frame_id>``.
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -33,9 +33,6 @@ import time
 import numpy as np
 
 from rayal.pool.tasks import TaskError, parse_task_id, task_id
-
-LEASES_FILE = "leases.json"
-
 
 REFRESH_SECONDS = 5.0
 
@@ -66,6 +63,7 @@ class TaskDesk:
     def __init__(self, coordinator, serve_dir: str, lease_seconds: float, ignore_index: int = 255,
                  refresh_seconds: float | None = None):
         from rayal.serve.labellog import LabelLog, read_entries, rebuild_masks
+        from rayal.serve.leasebook import FreeUnits, LeaseBook
 
         self.pool = coordinator
         self.serve_dir = os.path.abspath(serve_dir)
@@ -76,10 +74,8 @@ class TaskDesk:
         self._cond = threading.Condition(threading.RLock())
         self._pending: list[_Pending] = []
         self._committing = False
-        path = os.path.join(self.serve_dir, LEASES_FILE)
-        saved = json.load(open(path)) if os.path.exists(path) else {}
-        self.leases = {k: tuple(v) for k, v in saved.get("leases", {}).items()}   # task -> (who, until)
-        self.done = dict(saved.get("done", {}))          # task -> who (older desks kept it here)
+        self.book = LeaseBook(self.serve_dir)            # task -> (who, until), indexed
+        self.done = dict(self.book.extra.get("done", {}))   # task -> who (older desks kept it here)
         self.summaries: dict[str, tuple] = {}            # task -> (dominant, counts) committed
         entries = read_entries(os.path.join(self.serve_dir, "labels.log"))
         for e in entries:
@@ -89,6 +85,8 @@ class TaskDesk:
         self.log = LabelLog(self.serve_dir)
         self._round: int | None = None
         self._order: list = []           # [(task id, frame_id, region_id, rank, score)], rank order
+        self._position: dict = {}        # task id -> index in _order
+        self._free = FreeUnits()         # positions of units that may be free to lease
         self._queued: set = set()
         self._loaded = False
         self._refresh_lock = threading.Lock()
@@ -110,11 +108,8 @@ class TaskDesk:
         return method(*args, **kwargs)
 
     def _save(self) -> None:
-        """Leases to ``leases.json`` (call under the lock; soft state, no fsync)."""
-        from rayal.serve.labellog import write_soft
-
-        write_soft(os.path.join(self.serve_dir, LEASES_FILE),
-                    json.dumps({"leases": self.leases}).encode())
+        """The book's changes to its log (call under the lock; soft state, no fsync)."""
+        self.book.flush()
 
     def _queued_in(self, round_id: int) -> set:
         units = self._call("units", "queued", round_id)
@@ -136,10 +131,15 @@ class TaskDesk:
             with self._cond:
                 # labels committed while the coordinator answered stay out of the queued set
                 queued -= {t for t in queued if t in self.summaries}
+                if round_id != self._round or [r[0] for r in order] != [r[0] for r in self._order]:
+                    from rayal.serve.leasebook import FreeUnits
+
+                    self._free = FreeUnits(len(order))
+                    self._position = {row[0]: i for i, row in enumerate(order)}
                 self._round, self._order, self._queued, self._loaded = round_id, order, queued, True
-                stale = [t for t in self.leases if t not in queued]
+                stale = [t for t, _ in self.book.items() if t not in queued]
                 for t in stale:   # labelled elsewhere, or no longer queued
-                    del self.leases[t]
+                    self.book.drop(t)
                 if stale:
                     self._save()
             return round_id
@@ -168,10 +168,16 @@ class TaskDesk:
         return self._round
 
     def _expire(self, now: float) -> bool:
-        gone = [t for t, (_, until) in self.leases.items() if until <= now]
+        """Drop expired leases; their units are free again (call under the lock)."""
+        gone = self.book.expire(now)
         for t in gone:
-            del self.leases[t]
+            if t in self._position:
+                self._free.push(self._position[t])
         return bool(gone)
+
+    def _is_free(self, position: int) -> bool:
+        tid = self._order[position][0]
+        return tid in self._queued and tid not in self.book
 
     # --- leasing ---------------------------------------------------------------------------
     def lease(self, annotator: str, n: int, now: float | None = None) -> list[dict]:
@@ -189,17 +195,18 @@ class TaskDesk:
             round_id, n = self._round, max(int(n), 0)
             if round_id is None or n == 0:
                 return []
-            picked = [row for row in self._order if self.leases.get(row[0], ("",))[0] == annotator]
-            if len(picked) < n:
-                for row in self._order:
-                    if row[0] in self._queued and row[0] not in self.leases:
-                        picked.append(row)
-                        if len(picked) >= n:
-                            break
+            own = sorted(self._position[t] for t in self.book.tasks_of(annotator)
+                         if t in self._position)
+            picked = [self._order[i] for i in own[:n]]
+            while len(picked) < n:
+                position = self._free.pop_free(self._is_free)
+                if position is None:
+                    break
+                picked.append(self._order[position])
             until = now + self.lease_seconds
             out = []
-            for tid, frame_id, region_id, rank, score in picked[:n]:
-                self.leases[tid] = (annotator, until)
+            for tid, frame_id, region_id, rank, score in picked:
+                self.book.grant(tid, annotator, until)
                 out.append({"task_id": tid, "frame_id": frame_id, "region_id": region_id,
                             "round": round_id, "rank": rank, "score": score, "leased_until": until})
             if out:
@@ -221,26 +228,26 @@ class TaskDesk:
                 return "resent"
             if tid in self.done:
                 raise TaskError(409, "already labelled by another annotator", tid)
-            who = self.leases.get(tid, (None,))[0]
+            who = (self.book.get(tid) or (None,))[0]
             if who is not None and who != annotator:
                 raise TaskError(409, f"leased to another annotator, not {annotator!r}", tid)
             if tid not in (self._queued if queued is None else queued):
                 raise TaskError(409, f"not queued for labelling in round {round_id}", tid)
-            self.leases[tid] = (annotator, now + self.lease_seconds)
+            self.book.grant(tid, annotator, now + self.lease_seconds)
             self._save()
             return "leased" if who is None else "held"
 
     def holder(self, tid: str, now: float | None = None) -> str | None:
         """Who holds an unexpired lease on a task (None: nobody)."""
         with self._cond:
-            who, until = self.leases.get(tid, (None, 0.0))
+            who, until = self.book.get(tid) or (None, 0.0)
         return who if until > (time.time() if now is None else now) else None
 
     def leases_of(self, annotator: str | None = None, now: float | None = None) -> dict:
         """Open leases: task id -> (annotator, until); only ``annotator``'s when given."""
         now = time.time() if now is None else float(now)
         with self._cond:
-            return {t: v for t, v in self.leases.items()
+            return {t: v for t, v in self.book.items()
                     if v[1] > now and (annotator is None or v[0] == annotator)}
 
     # --- labels ----------------------------------------------------------------------------
@@ -250,7 +257,7 @@ class TaskDesk:
         with self._cond:
             if self.done.get(tid) == annotator:
                 return "resent"
-            who, until = self.leases.get(tid, (None, 0.0))
+            who, until = self.book.get(tid) or (None, 0.0)
         if who is None:
             if tid in self.done:
                 raise TaskError(409, "already labelled by another annotator", tid)
@@ -353,7 +360,7 @@ class TaskDesk:
                     item.error = report
                 else:
                     item.report = report
-                    self.leases.pop(item.tid, None)
+                    self.book.drop(item.tid)
                     self.done[item.tid] = item.annotator
                     self.summaries[item.tid] = (item.dominant, tuple(item.counts.tolist()))
                     self._queued.discard(item.tid)

@@ -34,6 +34,13 @@ class Ingress:
         return self._app
 
 
+def ingress_deployment(config: RayalConfig):
+    """The ingress deployment with the config's replicas and per-replica concurrency."""
+    return serve.deployment(Ingress, name="rayal_ingress").options(
+        num_replicas=config.serve.replicas, max_ongoing_requests=config.serve.max_ongoing_requests,
+        ray_actor_options={"num_cpus": 0})
+
+
 def serve_dir_of(config: RayalConfig) -> str:
     return os.path.abspath(os.path.join(config.output_dir, "serve"))
 
@@ -68,8 +75,7 @@ def start_service(config: RayalConfig, out=None) -> dict:
                                      get_or_create_runner(config, sdir))
     host, port = config.serve.host, config.serve.port
     serve.start(http_options={"host": host, "port": port})
-    deployment = serve.deployment(Ingress, name="rayal_ingress").options(
-        num_replicas=config.serve.replicas, ray_actor_options={"num_cpus": 0})
+    deployment = ingress_deployment(config)
     serve.run(deployment.bind(config.model_dump(mode="json"), sdir,
                               [t.model_dump() for t in tokens]),
               name=APP_NAME, route_prefix="/")
@@ -112,8 +118,7 @@ def build_application(args: dict):
             ray.get(pool.register.remote(pa.Table.from_batches([batch])))
     get_or_create_desk(config, sdir, detached=True)
     get_or_create_runner(config, sdir, detached=True)
-    deployment = serve.deployment(Ingress, name="rayal_ingress").options(
-        num_replicas=config.serve.replicas, ray_actor_options={"num_cpus": 0})
+    deployment = ingress_deployment(config)
     return deployment.bind(config.model_dump(mode="json"), sdir, [t.model_dump() for t in tokens])
 
 

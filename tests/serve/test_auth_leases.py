@@ -83,6 +83,18 @@ def test_leases_disjoint_own_first_expire_and_persist(desk):
     assert again.holder(c[0]["task_id"], now=1103.0) == "c"
 
 
+def test_an_expired_unit_is_leased_again_in_rank_order(desk):
+    d, _ = desk
+    first = d.lease("a", 1, now=1000.0)                  # the top-ranked unit
+    rest = d.lease("b", 2, now=1050.0)
+    assert first[0]["rank"] < min(t["rank"] for t in rest)
+    # a's lease expires (1100): the next annotator gets that unit first, then the last free one
+    got = d.lease("c", 2, now=1101.0)
+    assert [t["task_id"] for t in got][0] == first[0]["task_id"]
+    assert len(got) == 2 and not {t["task_id"] for t in got} & {t["task_id"] for t in rest}
+    assert d.lease("a", 1, now=1101.0) == []             # b still holds theirs (until 1150)
+
+
 def test_submit_ingests_after_mask_file_and_is_idempotent(desk):
     d, pool = desk
     (t,) = d.lease("a", 1, now=1000.0)
