@@ -73,8 +73,31 @@ def quiet_ray_data() -> None:
     ctx.verbose_stats_logs = False
 
 
+def source_revision() -> str | None:
+    """The git commit of the rayal source tree in use, with ``+dirty`` for uncommitted changes
+    (None: not a git checkout, or git missing): results are tied to the code that made them."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.exists(os.path.join(root, ".git")):
+        return None
+    try:
+        rev = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no",
+                                "--", "rayal"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    revision = source_revision()
+    if revision:
+        out["rayal_source"] = revision
     for pkg in ("rayal", "ray", "torch", "torchvision", "segmentation-models-pytorch", "numba",
                 "pyarrow", "numpy"):
         try:

@@ -1,0 +1,21 @@
+"""Run metadata: versions.json ties a run to the code that made it."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from rayal.config import RayalConfig
+from rayal.pipeline.runtime import source_revision, write_run_metadata
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_versions_json_records_the_source_commit(tmp_path):
+    write_run_metadata(RayalConfig(seed=7), str(tmp_path))
+    meta = json.loads((tmp_path / "versions.json").read_text())
+    assert meta["seed"] == 7 and meta["versions"]["rayal"]
+    if (ROOT / ".git").exists():   # a checkout (CI's is one): the commit of HEAD, maybe +dirty
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+        assert meta["versions"]["rayal_source"].split("+")[0] == head == source_revision().split("+")[0]
