@@ -103,9 +103,11 @@ class Service:
         model = current_version(self.serve_dir, self.config)
         leases = unwrap(self.desk.leases_of.remote())
         rounds = s["per_round"]
+        n = self.config.data.num_classes   # one entry per class, before the first label too
         return {"project": self.project, "unit": s["unit"], "frames": s["frames"],
                 "counts": {k: s[k] for k in ("unlabeled", "queued", "labeled", "quarantined")},
-                "per_class": s["per_class"], "per_round": rounds,
+                "per_class": {k: v + [0] * (n - len(v)) for k, v in s["per_class"].items()},
+                "per_round": rounds,
                 "current_round": max(rounds) if rounds else None, "open_leases": len(leases),
                 "model": {"version": model["version"], "miou": model.get("miou")},
                 "learning_curve": learning_curve(self.serve_dir), "journal_seq": s["seq"]}

@@ -136,6 +136,7 @@ def test_service_end_to_end(service):
     assert call(v1 + "/labels", "POST", big, token=ANNOTATOR)[0] == 413
     unchanged = call(v1 + "/status", token=ANNOTATOR)[1]
     assert unchanged["journal_seq"] == seq and unchanged["counts"]["labeled"] == 0
+    assert unchanged["per_class"]["units"] == [0] * 8     # one entry per class before any label
 
     # good labels: PNG, then the same again (idempotent), then COCO RLE for the next task
     good = {"task_id": tid, "annotator": "a1", "mask_png_base64": png64(np.full((48, 64), 2))}
