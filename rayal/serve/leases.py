@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from rayal.pool.tasks import TaskError, parse_task_id, task_id
+from rayal.serve.leasebook import FreeUnits, LeaseBook
 
 REFRESH_SECONDS = 5.0
 
@@ -63,7 +64,6 @@ class TaskDesk:
     def __init__(self, coordinator, serve_dir: str, lease_seconds: float, ignore_index: int = 255,
                  refresh_seconds: float | None = None):
         from rayal.serve.labellog import LabelLog, read_entries, rebuild_masks
-        from rayal.serve.leasebook import FreeUnits, LeaseBook
 
         self.pool = coordinator
         self.serve_dir = os.path.abspath(serve_dir)
@@ -131,9 +131,7 @@ class TaskDesk:
             with self._cond:
                 # labels committed while the coordinator answered stay out of the queued set
                 queued -= {t for t in queued if t in self.summaries}
-                if round_id != self._round or [r[0] for r in order] != [r[0] for r in self._order]:
-                    from rayal.serve.leasebook import FreeUnits
-
+                if round_id != self._round or len(order) != len(self._order):   # a new query
                     self._free = FreeUnits(len(order))
                     self._position = {row[0]: i for i, row in enumerate(order)}
                 self._round, self._order, self._queued, self._loaded = round_id, order, queued, True
