@@ -389,7 +389,7 @@ def run(units: int, annotators: int, n: int, load_seconds: float, tmp: Path,
             "first_errors": log.errors[:3],
             "labelled_in_pool": len(stored),
             "status_labeled": status["counts"]["labeled"],
-            "target_reached": len(acked) >= units,
+            "labels_target_reached": len(acked) >= units,
         }
     finally:
         if ray.is_initialized():
