@@ -213,19 +213,7 @@ def test_label_studio_protocol(service):
 
 # --- a real Label Studio --------------------------------------------------------------------
 LS_TOKEN = "lstoken0123456789abcdef0123456789abcdef"
-LS_INSTALL_TIMEOUT, LS_START_TIMEOUT, LS_WEBHOOK_TIMEOUT = 900, 300, 60
-
-
-def _label_studio_venv(tmp: Path) -> Path:
-    """A venv with ``label-studio`` in the test's tmp dir (``RAYAL_TEST_LS_VENV``: reuse one)."""
-    given = os.environ.get("RAYAL_TEST_LS_VENV")
-    if given:
-        return Path(given)
-    venv = tmp / "lsvenv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "label-studio"], check=True,
-                   timeout=LS_INSTALL_TIMEOUT)
-    return venv
+LS_START_TIMEOUT, LS_WEBHOOK_TIMEOUT = 300, 60
 
 
 def _ls(base, path, method="GET", body=None):
@@ -233,7 +221,7 @@ def _ls(base, path, method="GET", body=None):
 
 
 @pytest.mark.slow
-def test_real_label_studio(service, tmp_path):
+def test_real_label_studio(service, label_studio_venv, tmp_path):
     """Label Studio (pip-installed into tmp, on 127.0.0.1) with rayal as its ML backend:
     import rayal's tasks, get predictions ordered by rayal's selection, annotate through Label
     Studio's API, see the unit labelled in rayal's pool."""
@@ -246,7 +234,7 @@ def test_real_label_studio(service, tmp_path):
     status, tasks = call(v1 + "/labelstudio/tasks", auth=bearer)
     assert status == 200 and len(tasks) == 3
 
-    venv = _label_studio_venv(tmp_path)
+    venv = label_studio_venv    # installed in the background (tests/serve/conftest.py)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

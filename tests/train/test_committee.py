@@ -114,7 +114,7 @@ print(json.dumps(train_committee(config, specs, sys.argv[2], run_name="crash")[1
 
 
 def test_resume_after_a_crash_in_member_2_of_4_redoes_only_what_is_missing(ray_local, tmp_path):
-    config = committee_config(tmp_path, 4, {"epochs": 40, "steps_per_epoch": 1, "val_limit": 1,
+    config = committee_config(tmp_path, 4, {"epochs": 12, "steps_per_epoch": 1, "val_limit": 1,
                                             "torch_threads": 1}, parallel=False)
     train_dir = str(tmp_path / "train")
     proc = subprocess.Popen([sys.executable, "-c", _CRASH_SCRIPT, config.model_dump_json(), train_dir],
