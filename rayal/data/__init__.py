@@ -17,6 +17,7 @@ from rayal.data.io import (
     list_files,
     makedirs,
     read_bytes,
+    remove,
     resolve_filesystem,
     write_bytes,
 )

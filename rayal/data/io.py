@@ -43,6 +43,7 @@ __all__ = [
     "makedirs",
     "list_files",
     "exists",
+    "remove",
     "parent_uri",
 ]
 
@@ -266,6 +267,14 @@ def file_info(uri: str) -> tuple[pafs.FileSystem, str, pafs.FileInfo]:
 def exists(uri: str) -> bool:
     """True if a file or directory exists at ``uri`` (False in a bucket that does not exist)."""
     return file_info(uri)[2].type != pafs.FileType.NotFound
+
+
+def remove(uri: str) -> None:
+    """Delete the file at ``uri``; no-op when there is none."""
+    fs, path, info = file_info(uri)
+    if info.type == pafs.FileType.File:
+        with storage_errors(uri, "deleting it"):
+            fs.delete_file(path)
 
 
 def list_files(uri: str) -> list[tuple[str, str]]:

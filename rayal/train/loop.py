@@ -146,13 +146,13 @@ def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledS
                init_state: dict | None = None, resume: bool = True,
                report: Callable[[dict], None] | None = None,
                on_epoch_end: Callable[[int, dict], None] | None = None,
-               progress: bool = False) -> dict:
+               progress: bool = False, check: bool = True) -> dict:
     """Train ``config.model`` on ``train_set``; returns the final :class:`LoopState` as a dict.
 
     ``init_state``: weights to start from (warm start); ``resume``: continue from
     ``checkpoint_dir/last.pt`` when it exists; ``checkpoint_dir`` is a local path or a URI.
     ``report(metrics)`` is called once per epoch on every rank (``ray.train.report`` in a Ray
-    Train worker).
+    Train worker). ``check=False`` skips :func:`check_training_data` (the caller ran it).
     """
     tc = config.train
     rank, world = _rank_world()
@@ -178,7 +178,8 @@ def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledS
         state = LoopState(**saved["state"])
     if state.finished:
         return state.__dict__
-    check_training_data(train_set, val_split, config.data.class_names, warn=rank == 0)
+    if check:
+        check_training_data(train_set, val_split, config.data.class_names, warn=rank == 0)
     weights = (torch.tensor(tc.class_weights, dtype=torch.float32, device=device)
                if tc.class_weights else None)
     if weights is not None and len(weights) != num_classes:

@@ -8,17 +8,27 @@ a worker group restarted after a failure, or a rerun after a crash, resumes from
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from rayal.config.sections import RayalConfig
-from rayal.data import exists, has_scheme, join_uri
+from rayal.data import exists, has_scheme, join_uri, remove
+from rayal.data.errors import FrameError
 from rayal.data.splits import labelled_split
-from rayal.train.checkpoint import read_checkpoint, write_checkpoint
+from rayal.train.checks import DegenerateSplitError
+from rayal.train.checkpoint import load_bytes, read_checkpoint, store_bytes, write_checkpoint
 from rayal.train.dataset import LabelSpec, TrainingSet, pad_batch
-from rayal.train.loop import BEST, read_loop_state, train_loop
+from rayal.train.loop import BEST, check_training_data, read_loop_state, train_loop
+
+# What a worker group writes (rank 0, in the checkpoint folder) instead of failing when the
+# training data is refused (a bad mask, a split without a labelled pixel): that is deterministic,
+# so Ray Train's restart (FailureConfig.max_failures, for lost workers) would only fail the same
+# way again. fit() raises the pickled error and removes the file.
+DATA_REFUSED = "data_refused.pkl"
+_DATA_ERRORS = (FrameError, DegenerateSplitError)
 
 
 @dataclass
@@ -67,10 +77,18 @@ def train_worker(job: dict) -> None:
     if job.init_checkpoint:
         init_state = read_checkpoint(job.init_checkpoint)[0].state_dict()
     train_set = build_training_set(config, job.specs, job.pseudo)
+    val_split = _validation_split(config)
+    rank = ray.train.get_context().get_world_rank()
+    try:   # on every rank, before DDP starts: every rank refuses the same data the same way
+        check_training_data(train_set, val_split, config.data.class_names, warn=rank == 0)
+    except _DATA_ERRORS as err:
+        if rank == 0:
+            store_bytes(join_uri(job.checkpoint_dir, DATA_REFUSED), pickle.dumps(err))
+        return
     device = _device(config)
-    state = train_loop(config, train_set, _validation_split(config), job.checkpoint_dir, device,
+    state = train_loop(config, train_set, val_split, job.checkpoint_dir, device,
                        init_state=init_state, report=lambda metrics: ray.train.report(metrics),
-                       progress=job.progress)
+                       progress=job.progress, check=False)
     if config.madbal.enabled and ray.train.get_context().get_world_rank() == 0:
         madbal_phase2(config, train_set, job.checkpoint_dir, state, device)
 
@@ -107,6 +125,10 @@ def fit(config: RayalConfig, specs: list[LabelSpec], checkpoint_dir: str | Path,
     """Train through Ray Train; returns the loop state saved in ``checkpoint_dir``
     (``history``, ``best_miou``, ``best_epoch``...) plus ``best_checkpoint``.
 
+    Refused training data (a :class:`~rayal.data.errors.LabelError` naming the frame, a
+    :class:`~rayal.train.checks.DegenerateSplitError` naming the split) is raised here, as the
+    workers found it, without a worker-group restart: a restart is for lost workers.
+
     ``checkpoint_dir`` is a local path or a URI. Ray Train's own storage (``train.storage_path``)
     defaults to ``<output_dir>/ray_train``, in the bucket when ``output_dir`` is a URI."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -129,7 +151,13 @@ def fit(config: RayalConfig, specs: list[LabelSpec], checkpoint_dir: str | Path,
                                      resources_per_worker=resources if tc.num_workers else None),
         run_config=RunConfig(name=run_name, storage_path=storage,
                              failure_config=FailureConfig(max_failures=1)))
+    refused = join_uri(checkpoint_dir, DATA_REFUSED)
+    remove(refused)   # a rerun after the data was mended
     trainer.fit()
+    if exists(refused):
+        err = pickle.loads(load_bytes(refused, "refused training data"))
+        remove(refused)
+        raise err
     best = join_uri(checkpoint_dir, BEST)
     return dict(read_loop_state(checkpoint_dir), best_checkpoint=best if exists(best) else None)
 

@@ -9,12 +9,13 @@ from PIL import Image
 
 from rayal.config import config_from_dict
 from rayal.data.decode import DataWarning
+from rayal.data.errors import LabelError
 from rayal.data.splits import LabelledSplit, labelled_split
 from rayal.models import load_checkpoint
 from rayal.train.checks import DegenerateSplitError, check_labels, label_stats
 from rayal.train.dataset import LabelSpec, TrainingSet, eval_batches, pad_batch
 from rayal.train.loop import BEST, STATE, train_loop
-from rayal.train.trainer import fit
+from rayal.train.trainer import DATA_REFUSED, fit
 
 IGN = 255
 SIZES = [(48, 64), (40, 56), (52, 44), (48, 64)]
@@ -140,6 +141,24 @@ def test_fit_refuses_an_unlabelled_validation_split_before_training(ray_local, t
     with pytest.raises(DegenerateSplitError, match="validation split 'val'"):
         fit(config, specs, tmp_path / "ck", run_name="degenerate")
     assert not (tmp_path / "ck" / STATE).exists()      # refused before any epoch
+
+
+def test_refused_data_is_raised_once_and_a_mended_set_then_trains(ray_local, tmp_path):
+    """The worker's refusal reaches the driver as the LabelError naming the frame (not a restart
+    of the worker group, which would only refuse it again); once the mask is mended, the same
+    checkpoint folder trains: no refusal is left behind."""
+    _folder(tmp_path / "data")
+    bad = tmp_path / "data" / "trainannot" / "f1.png"
+    good = bad.read_bytes()
+    Image.fromarray(np.zeros((20, 20), np.uint8), mode="L").save(bad)
+    config = _config(tmp_path)
+    specs = [LabelSpec(f) for f in labelled_split(config.data, "train").frame_ids]
+    with pytest.raises(LabelError, match="f1.*does not match image size"):
+        fit(config, specs, tmp_path / "ck", run_name="refused")
+    assert not (tmp_path / "ck" / DATA_REFUSED).exists() and not (tmp_path / "ck" / STATE).exists()
+    bad.write_bytes(good)
+    state = fit(config, specs, tmp_path / "ck", run_name="mended")
+    assert state["finished"] and state["best_checkpoint"]
 
 
 def test_nan_validation_miou_keeps_the_last_weights_as_best(tmp_path):
