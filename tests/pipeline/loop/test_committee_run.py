@@ -58,12 +58,15 @@ def test_actor_scores_a_committee_as_its_members_combined_by_hand(tmp_path):
 
 
 def test_rayal_run_demo_with_a_committee_of_3(tmp_path):
-    """The outside contract (short: one AL round, one epoch, no reference training)."""
+    """The outside contract (short: 12 frames, one AL round, one epoch, no reference training)."""
     out = tmp_path / "demo"
     cmd = [str(Path(sys.executable).with_name("rayal")), "run", "configs/demo.yaml",
            "--set", "train.committee.members=3", "--set", "scoring.mode=committee",
            "--set", "loop.rounds=1", "--set", "loop.baseline=null", "--set", "loop.full_miou=0.5",
-           "--set", "train.epochs=1", "--set", f"output_dir={out}", "--no-progress"]
+           "--set", "train.epochs=1", "--set", "data.synthetic.num_frames=12",
+           "--set", "data.synthetic.eval_frames=4", "--set", "selection.budget=4",
+           "--set", "loop.initial=4", "--set", "loop.max_labelled=null",
+           "--set", f"output_dir={out}", "--no-progress"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     rounds = pq.read_table(out / "rounds.parquet")
