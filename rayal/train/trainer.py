@@ -89,7 +89,7 @@ def train_worker(job: dict) -> None:
     state = train_loop(config, train_set, val_split, job.checkpoint_dir, device,
                        init_state=init_state, report=lambda metrics: ray.train.report(metrics),
                        progress=job.progress, check=False)
-    if config.madbal.enabled and ray.train.get_context().get_world_rank() == 0:
+    if config.madbal.enabled and rank == 0:
         madbal_phase2(config, train_set, job.checkpoint_dir, state, device)
 
 
