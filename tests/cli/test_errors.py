@@ -26,9 +26,10 @@ TINY = {
 }
 
 
-def rayal(tmp_path: Path, *argv: str) -> tuple[int, str]:
-    """Run ``rayal ARGV`` in ``tmp_path``; returns (exit status, stderr)."""
-    env = dict(os.environ, RAY_DEDUP_LOGS="0")
+def rayal(tmp_path: Path, *argv: str, env: dict | None = None) -> tuple[int, str]:
+    """Run ``rayal ARGV`` in ``tmp_path`` (environment ``env``, default this process's); returns
+    (exit status, stderr)."""
+    env = dict(os.environ if env is None else env, RAY_DEDUP_LOGS="0")
     env.pop("RAYAL_DEBUG", None)
     proc = subprocess.run([RAYAL, *argv], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=900)
@@ -131,11 +132,12 @@ def test_debug_adds_the_traceback(tmp_path):
         assert code == 2 and "Traceback" in err and err.rstrip().splitlines()[-1].startswith("rayal run: error:")
 
 
-def test_train_on_a_bad_mask_names_the_frame(tmp_path):
-    """The bad mask is found inside a Ray Train worker: its cause, not Ray's wrapper, is shown."""
+def test_train_on_a_bad_mask_names_the_frame(session_ray_env, tmp_path):
+    """The bad mask is found inside a Ray Train worker: its cause, not Ray's wrapper, is shown.
+    (The command connects to the session's Ray: what is tested is the worker's refusal.)"""
     data = folder(tmp_path / "ds", bad_mask="f2")
     path = write_config(tmp_path, data=data, train={**TINY["train"], "num_workers": 1, "cpus_per_worker": 0.5})
-    code, err = rayal(tmp_path, "train", path, "--full", "--no-progress")
+    code, err = rayal(tmp_path, "train", path, "--full", "--no-progress", env=session_ray_env)
     line = one_error(err, "train")
     assert code == 2 and "f2" in line and "trainannot" in line
 

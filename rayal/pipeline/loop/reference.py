@@ -7,6 +7,8 @@ directory is a local path or an ``s3://`` / ``gs://`` URI.
 """
 from __future__ import annotations
 
+import sys
+
 from rayal.config.sections import RayalConfig
 from rayal.data import exists, join_uri
 from rayal.data.io import parent_uri
@@ -75,6 +77,9 @@ def full_supervision_miou(config: RayalConfig, *, progress: bool = False) -> flo
     # early stopping on a small validation sample stopped it short of the runs it normalises
     ref.train.patience = None
     name = target.rstrip("/").rsplit("/", 1)[-1]
+    if progress:
+        print(f"full-supervision reference: {ref.train.epochs} epochs on every pool frame, once "
+              f"(kept in {target})", file=sys.stderr, flush=True)
     summary = run_training(ref, full=True, progress=progress, out_name=name)
     write_json(join_uri(target, REFERENCE_FILE), {"epochs": ref.train.epochs,
                                                   "miou": float(summary.eval_miou)})

@@ -30,7 +30,8 @@ def curve_table(run_dirs: list[str | Path]) -> str:
         runs.append((summary["strategy"], rows, summary))
     n = max(len(rows) for _, rows, _ in runs)
     head = f"{'round':>5}" + "".join(f"{'labelled ' + s:>22}{'mIoU':>8}" for s, _, _ in runs)
-    lines = ["learning curve", head]
+    lines = ["learning curve (labelled: the fraction of the pool's units labelled after the "
+             "round, 0-1; mIoU on the eval split)", head]
     for r in range(n):
         line = f"{r:>5}"
         for _, rows, _ in runs:

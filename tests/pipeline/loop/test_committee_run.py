@@ -57,7 +57,7 @@ def test_actor_scores_a_committee_as_its_members_combined_by_hand(tmp_path):
     assert np.allclose(got, M.area_disagreement(probs).numpy(), atol=1e-5)
 
 
-def test_rayal_run_demo_with_a_committee_of_3(tmp_path):
+def test_rayal_run_demo_with_a_committee_of_3(session_ray_env, tmp_path):
     """The outside contract (short: 12 frames, one AL round, one epoch, no reference training)."""
     out = tmp_path / "demo"
     cmd = [str(Path(sys.executable).with_name("rayal")), "run", "configs/demo.yaml",
@@ -67,7 +67,7 @@ def test_rayal_run_demo_with_a_committee_of_3(tmp_path):
            "--set", "data.synthetic.eval_frames=4", "--set", "selection.budget=4",
            "--set", "loop.initial=4", "--set", "loop.max_labelled=null",
            "--set", f"output_dir={out}", "--no-progress"]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=ROOT, env=session_ray_env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     rounds = pq.read_table(out / "rounds.parquet")
     assert USUAL <= set(rounds.column_names) and rounds.num_rows == 2

@@ -12,6 +12,7 @@ from rayal.config import load_config
 from rayal.config.sections import PoolConfig
 from rayal.data import unit_region_map
 from rayal.data.splits import labelled_split
+from rayal.pipeline.loop.reports import curve_table
 from rayal.pool.coordinator import PoolCoordinator
 from rayal.train.dataset import TrainingSet, specs_from_units
 
@@ -54,6 +55,9 @@ def test_run_directory_contents(finished_run):
                  "selected_frames.png"):
         assert (run / name).stat().st_size > 0, name
     assert load_config(str(run / "config.yaml")).seed == 3
+    table = curve_table([run]).splitlines()   # what `rayal run` prints: the columns are named
+    assert "fraction of the pool's units" in table[0]
+    assert table[3].split()[:3] == ["1", "0.250", f"{rows[1]['miou']:.4f}"]
 
 
 def test_annotator_revealed_exactly_the_selected_pixels(finished_run):

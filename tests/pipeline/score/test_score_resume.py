@@ -143,7 +143,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow   # ~100 s on 2 cores: two `rayal score` processes + the reference run
-def test_kill_9_then_resume_scores_each_frame_once(ray_local, tmp_path: Path):
+def test_kill_9_then_resume_scores_each_frame_once(session_ray_env, tmp_path: Path):
     """A real `rayal score` over a streamed manifest, SIGKILLed (with its whole local Ray) once
     a part set is committed; `rayal score --resume` finishes it. Frames, regions and
     embeddings equal an uninterrupted run's, each frame once."""
@@ -175,8 +175,9 @@ def test_kill_9_then_resume_scores_each_frame_once(ray_local, tmp_path: Path):
     committed = sum(m["frames"] + m["quarantined"] for m in read_markers(str(out)))
     assert 0 < committed < n, "the kill came after the job had finished"
 
-    done = subprocess.run(args + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    # the resume needs no Ray of its own (its predecessor's died with it): the session's serves
+    done = subprocess.run(args + ["--resume"], cwd=REPO, env=session_ray_env, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((out / "score_summary.json").read_text())
     assert summary["frames_already_done"] >= committed and summary["frames_quarantined"] == 0

@@ -10,7 +10,6 @@ tables hold each frame once, with the scores of an uninterrupted run.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -86,11 +85,10 @@ def uninterrupted(ray_local, tmp_path_factory):
 
 
 @pytest.mark.parametrize("where", ["mid-part", "before-marker"])
-def test_killed_score_on_s3_resumes_without_duplicates_or_holes(s3, ray_local, uninterrupted,
+def test_killed_score_on_s3_resumes_without_duplicates_or_holes(s3, session_ray_env, uninterrupted,
                                                                  tmp_path: Path, where: str):
     out = f"s3://rayal-test/scores/{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_API_SERVER_ADDRESS"}
-    env["RAY_ADDRESS"] = ray_local.get_runtime_context().gcs_address   # this session's Ray
+    env = session_ray_env
     args = ["score", str(HERE / "scoring.yaml"), "--no-progress",
             *[a for s in SETTINGS + [f"output_dir={out}"] for a in ("--set", s)]]
     killed = subprocess.run([sys.executable, "-c", DRIVER, where, *args], env=env, cwd=tmp_path,
