@@ -43,6 +43,9 @@ def curve_table(run_dirs: list[str | Path]) -> str:
         b95 = "not reached" if s["budget_to_95"] is None else f"{s['budget_to_95']:.3f}"
         lines.append(f"{strategy:<18} AuALC {aualc}  final mIoU {s['final_miou']:.4f}  "
                      f"full {s['full_miou']:.4f}  budget to 95% {b95}")
+    lines.append("(AuALC: area under mIoU / full over the labelled fraction, 1.0 = full supervision "
+                 "from the first round; full: the full-supervision reference's mIoU; budget to "
+                 "95%: the labelled fraction at the first round reaching 95% of full)")
     return "\n".join(lines)
 
 

@@ -58,6 +58,7 @@ def test_run_directory_contents(finished_run):
     table = curve_table([run]).splitlines()   # what `rayal run` prints: the columns are named
     assert "fraction of the pool's units" in table[0]
     assert table[3].split()[:3] == ["1", "0.250", f"{rows[1]['miou']:.4f}"]
+    assert table[-1].startswith("(AuALC: area under mIoU / full")
 
 
 def test_annotator_revealed_exactly_the_selected_pixels(finished_run):
