@@ -3,6 +3,7 @@ the finished tables hold every frame of the pool exactly once, with the scores o
 uninterrupted run."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -17,8 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from PIL import Image
+
 from rayal.config import load_config
 from rayal.data import synthetic_uri, write_manifest
+from rayal.data.synthetic import load_synthetic
 from rayal.pipeline.score.frames import without_frames
 from rayal.pipeline.score.score_job import run_scoring
 from rayal.pipeline.score.sink import ScoreSink, open_resume, read_markers
@@ -142,17 +146,53 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     psutil.wait_procs(others, timeout=30)
 
 
+def _png(index: int, height: int, width: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(load_synthetic(synthetic_uri(0, index), height, width)[0]).save(buf, "PNG")
+    return buf.getvalue()
+
+
+class StalledFrames:
+    """``n`` synthetic frames (seed 0, ``height`` x ``width``) as PNG files in ``folder`` and a
+    parquet manifest of them; the frames at indices ``stalled`` are FIFOs until restored.
+
+    A FIFO with no writer blocks its reader's open, as a read from a hung network mount
+    does: a job cannot finish (however fast the machine) before the test kills it. (It cannot
+    be served to a reader afterwards: pyarrow's local input stream seeks, which a FIFO refuses.)"""
+
+    def __init__(self, folder: Path, n: int, stalled: range, height: int = 64, width: int = 96):
+        folder.mkdir(parents=True)
+        self.ids = [f"frame_{i:04d}" for i in range(n)]
+        self.paths = [folder / f"{f}.png" for f in self.ids]
+        self.stalled = stalled
+        self._png = {i: _png(i, height, width) for i in range(n)}
+        for i, path in enumerate(self.paths):
+            if i in stalled:
+                os.mkfifo(path)
+            else:
+                path.write_bytes(self._png[i])
+        self.manifest = folder / "pool.parquet"
+        write_manifest({"frame_id": self.ids, "uri": [str(p) for p in self.paths]}, str(self.manifest))
+
+    def restore(self) -> None:
+        """The mount is back: plain files replace the FIFOs (the readers blocked on them must
+        have been killed)."""
+        for i in self.stalled:
+            self.paths[i].unlink()
+            self.paths[i].write_bytes(self._png[i])
+
+
 @pytest.mark.slow   # ~100 s on 2 cores: two `rayal score` processes + the reference run
 def test_kill_9_then_resume_scores_each_frame_once(session_ray_env, tmp_path: Path):
     """A real `rayal score` over a streamed manifest, SIGKILLed (with its whole local Ray) once
     a part set is committed; `rayal score --resume` finishes it. Frames, regions and
-    embeddings equal an uninterrupted run's, each frame once."""
-    n = 32   # the kill lands right after the first part set of 2 frames: most are left to resume
-    ids, uris = [f"syn_{i:07d}" for i in range(n)], [synthetic_uri(0, i) for i in range(n)]
-    manifest = tmp_path / "pool.parquet"
-    write_manifest({"frame_id": ids, "uri": uris}, str(manifest))
-    want = tmp_path / "uninterrupted"   # the synthetic source: same ids, same URIs
-    run_scoring(_config(want, f"data.synthetic.num_frames={n}", "scoring.batch_size=2"), progress=False)
+    embeddings equal an uninterrupted run's, each frame once.
+
+    The last frames' reads stall (FIFOs) until the kill, so the job cannot finish before it
+    however fast the machine: the kill always lands mid-job."""
+    n = 32
+    frames = StalledFrames(tmp_path / "frames", n, stalled=range(24, n))
+    manifest = frames.manifest
 
     out = tmp_path / "killed"
     args = [str(RAYAL), "score", str(HERE / "scoring.yaml"), "--no-progress",
@@ -172,6 +212,7 @@ def test_kill_9_then_resume_scores_each_frame_once(session_ray_env, tmp_path: Pa
             time.sleep(0.05)
     finally:
         _kill_tree(proc)
+    frames.restore()   # the mount is back
     committed = sum(m["frames"] + m["quarantined"] for m in read_markers(str(out)))
     assert 0 < committed < n, "the kill came after the job had finished"
 
@@ -184,4 +225,7 @@ def test_kill_9_then_resume_scores_each_frame_once(session_ray_env, tmp_path: Pa
     assert summary["frames_already_done"] + summary["frames_scored"] == n
     assert re.search(rf"frames done before\s+{summary['frames_already_done']}\n", done.stdout)
     assert not list((out / "frames").glob(".*.tmp"))
+    want = tmp_path / "uninterrupted"
+    run_scoring(_config(want, "data.source=manifest", f"data.manifest={manifest}",
+                        "scoring.batch_size=2"), progress=False)
     _assert_same_tables(out, want, n)
