@@ -17,25 +17,33 @@ import pytest
 
 from rayal.pipeline.score.sink import read_markers
 
+from .conftest import StalledFrames
+
 HERE = Path(__file__).parents[1]   # tests/pipeline: scoring.yaml
 REPO = HERE.parents[1]
 RAYAL = Path(sys.executable).parent / "rayal"
 STORE = 100 * 2**20
 
 
-def _scoring_actors(node) -> list[int]:
-    """Pids of the Ray Data scoring actors (FrameBatchScorer) running under ``node``'s raylet."""
+def _workers(node, title: str) -> list[psutil.Process]:
+    """The Ray workers under ``node``'s raylet whose process title holds ``title`` (Ray titles a
+    worker by the actor class or the task it runs)."""
     from ray._private import ray_constants
 
     raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
-    pids = []
+    found = []
     for proc in psutil.Process(raylet).children(recursive=True):
         try:
-            if "FrameBatchScorer" in " ".join(proc.cmdline()):
-                pids.append(proc.pid)
+            if title in " ".join(proc.cmdline()):
+                found.append(proc)
         except psutil.NoSuchProcess:
             pass
-    return pids
+    return found
+
+
+def _scoring_actors(node) -> list[psutil.Process]:
+    """The Ray Data scoring actors (FrameBatchScorer) running on ``node``."""
+    return _workers(node, "FrameBatchScorer")
 
 
 @pytest.fixture
@@ -54,9 +62,13 @@ def cluster():
 
 @pytest.mark.slow   # ~140 s on 2 cores: three Ray nodes, two actors importing torch
 def test_node_lost_mid_job_every_frame_scored_once(cluster, tmp_path: Path):
+    """The last frames' reads stall (FIFOs) until the node is gone, so the loss always lands
+    mid-job however fast the machine; then the store comes back and the decode tasks stuck on
+    it on the surviving node are SIGKILLed: Ray retries them, and they read the files."""
     c, workers = cluster
     n, out = 48, tmp_path / "run"
-    sets = ["data.synthetic.height=64", "data.synthetic.width=96", f"data.synthetic.num_frames={n}",
+    frames = StalledFrames(tmp_path / "frames", n, stalled=range(40, n))
+    sets = ["data.source=manifest", f"data.manifest={frames.manifest}",
             "scoring.units=[patch]", "scoring.mc_samples=4", "scoring.embeddings=[]",
             "scoring.batch_size=2", "scoring.commit_frames=2", "ray.actors=2",
             "ray.cpus_per_actor=1", "ray.decode_cpus=0.25", "ray.torch_threads=1",
@@ -76,6 +88,9 @@ def test_node_lost_mid_job_every_frame_scored_once(cluster, tmp_path: Path):
         assert [len(_scoring_actors(w)) for w in workers] == [1, 1]
         committed = sum(m["frames"] for m in read_markers(str(out)))
         c.remove_node(workers[1])   # the node, its raylet, its actor and the blocks it held
+        frames.restore()
+        for stuck in _workers(workers[0], "decode_frames"):
+            stuck.kill()
         stdout, _ = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -83,8 +98,8 @@ def test_node_lost_mid_job_every_frame_scored_once(cluster, tmp_path: Path):
             proc.wait(30)
     assert proc.returncode == 0, stdout
     assert committed < n, "the node was removed after the job had finished"
-    frames = pq.read_table(out / "frames", columns=["frame_id"]).column("frame_id").to_pylist()
-    assert sorted(frames) == [f"syn_{i:07d}" for i in range(n)]   # each frame exactly once
+    scored = pq.read_table(out / "frames", columns=["frame_id"]).column("frame_id").to_pylist()
+    assert sorted(scored) == frames.ids   # each frame exactly once
     assert pq.read_table(out / "quarantine").num_rows == 0
     summary = json.loads((out / "score_summary.json").read_text())
     assert (summary["frames_scored"], summary["frames_quarantined"]) == (n, 0)

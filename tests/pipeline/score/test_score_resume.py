@@ -3,7 +3,6 @@ the finished tables hold every frame of the pool exactly once, with the scores o
 uninterrupted run."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -18,14 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from PIL import Image
-
 from rayal.config import load_config
-from rayal.data import synthetic_uri, write_manifest
-from rayal.data.synthetic import load_synthetic
 from rayal.pipeline.score.frames import without_frames
 from rayal.pipeline.score.score_job import run_scoring
 from rayal.pipeline.score.sink import ScoreSink, open_resume, read_markers
+
+from .conftest import StalledFrames
 
 HERE = Path(__file__).parents[1]   # tests/pipeline: scoring.yaml
 REPO = HERE.parents[1]
@@ -144,42 +141,6 @@ def _kill_tree(proc: subprocess.Popen) -> None:
             pass
     proc.wait(30)
     psutil.wait_procs(others, timeout=30)
-
-
-def _png(index: int, height: int, width: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(load_synthetic(synthetic_uri(0, index), height, width)[0]).save(buf, "PNG")
-    return buf.getvalue()
-
-
-class StalledFrames:
-    """``n`` synthetic frames (seed 0, ``height`` x ``width``) as PNG files in ``folder`` and a
-    parquet manifest of them; the frames at indices ``stalled`` are FIFOs until restored.
-
-    A FIFO with no writer blocks its reader's open, as a read from a hung network mount
-    does: a job cannot finish (however fast the machine) before the test kills it. (It cannot
-    be served to a reader afterwards: pyarrow's local input stream seeks, which a FIFO refuses.)"""
-
-    def __init__(self, folder: Path, n: int, stalled: range, height: int = 64, width: int = 96):
-        folder.mkdir(parents=True)
-        self.ids = [f"frame_{i:04d}" for i in range(n)]
-        self.paths = [folder / f"{f}.png" for f in self.ids]
-        self.stalled = stalled
-        self._png = {i: _png(i, height, width) for i in range(n)}
-        for i, path in enumerate(self.paths):
-            if i in stalled:
-                os.mkfifo(path)
-            else:
-                path.write_bytes(self._png[i])
-        self.manifest = folder / "pool.parquet"
-        write_manifest({"frame_id": self.ids, "uri": [str(p) for p in self.paths]}, str(self.manifest))
-
-    def restore(self) -> None:
-        """The mount is back: plain files replace the FIFOs (the readers blocked on them must
-        have been killed)."""
-        for i in self.stalled:
-            self.paths[i].unlink()
-            self.paths[i].write_bytes(self._png[i])
 
 
 @pytest.mark.slow   # ~100 s on 2 cores: two `rayal score` processes + the reference run
