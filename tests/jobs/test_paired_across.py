@@ -1,0 +1,63 @@
+"""jobs/paired_across.py: one strategy's runs against another comparison's, paired by seed."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rayal.pipeline.study.statistics import bootstrap_ci
+
+SCRIPT = Path(__file__).parents[2] / "jobs" / "paired_across.py"
+
+
+def _comparison(folder: Path, strategy: str, aualc: dict[int, float], full: float = 0.4,
+                start: float = 0.02) -> Path:
+    rows = [{"strategy": strategy, "seed": s, "round": r, "labelled_fraction": start + 0.025 * r,
+             "aualc": a, "final_miou": a / 2, "full_miou": full}
+            for s, a in aualc.items() for r in range(3)]
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), folder / "comparison.parquet")
+    return folder
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_paired_by_seed_over_the_common_seeds(tmp_path: Path):
+    own = _comparison(tmp_path / "a", "entropy", {0: 0.50, 1: 0.46, 2: 0.52, 3: 0.40})
+    base = _comparison(tmp_path / "b", "random", {0: 0.45, 1: 0.47, 2: 0.49, 4: 0.30})
+    done = _run(f"{own}:entropy", f"{base}:random")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads(done.stdout[done.stdout.index("{"):])
+    diffs = [0.05, -0.01, 0.03]   # seeds 0-2: 3 and 4 are each in one run only
+    low, high = bootstrap_ci(diffs)
+    assert entry["seeds"] == 3 and entry["seeds_above"] == 2
+    assert entry["paired_aualc_mean"] == pytest.approx(np.mean(diffs))
+    assert (entry["ci_low"], entry["ci_high"]) == pytest.approx((low, high))
+    assert entry["verdict"] == "not distinguishable" and low < 0 < high
+    assert "seed 1: -0.0100" in done.stdout
+
+
+@pytest.mark.parametrize("base_kwargs, needle", [
+    ({"full": 0.5}, "different full-supervision references"),
+    ({"start": 0.05}, "not the same initial set"),
+])
+def test_runs_that_cannot_be_paired_are_refused(tmp_path: Path, base_kwargs, needle):
+    own = _comparison(tmp_path / "a", "entropy", {0: 0.5, 1: 0.4})
+    base = _comparison(tmp_path / "b", "random", {0: 0.4, 1: 0.4}, **base_kwargs)
+    done = _run(f"{own}:entropy", f"{base}:random")
+    assert done.returncode != 0 and needle in done.stderr
+
+
+def test_unknown_strategy_names_the_ones_there(tmp_path: Path):
+    own = _comparison(tmp_path / "a", "entropy", {0: 0.5})
+    done = _run(f"{own}:bald", f"{own}:entropy")
+    assert done.returncode != 0 and "no strategy 'bald'; it has ['entropy']" in done.stderr
