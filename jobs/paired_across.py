@@ -5,23 +5,29 @@
 
 For ablations whose arms ran as separate comparisons (another training, another aggregation,
 a baseline reused from an earlier run). Each argument is ``DIR:STRATEGY``, DIR holding a
-``comparison.parquet``. The runs are paired by seed: a seed draws the same initial labelled
-set in both, which this checks (round 0's labelled fraction). The first strategy's AuALC minus
+``comparison.parquet`` (or naming the file). The runs are paired by seed: a seed draws the same
+initial labelled set in both (given the same pool and unit), of which the tables let this check
+that round 0's labelled fraction agrees. The first strategy's AuALC minus
 the second's, per seed, is printed with the entry ``rayal compare`` writes to ``verdicts.json``
 (:func:`rayal.pipeline.study.statistics.strategy_verdict`: the mean, its percentile-bootstrap
-95 % interval, seeds above, verdict) and the final mIoU of both.
+95 % interval, seeds above, verdict, the verdict naming the baseline strategy, and
+``against``) and the final mIoU of both. Seeds in one run only, or without an AuALC, are left
+out with a note on stderr.
 
-Refused, with the reason: a missing file or strategy, two different full-supervision
-references (AuALC is normalised by it: the second run must reuse the first's with
-``--set loop.full_miou=...``), a different initial fraction for a seed, or no common seed.
+Refused, with the reason: a missing or unreadable file, a missing column or strategy, a
+strategy compared with itself, different full-supervision references on any seed (AuALC is
+normalised by it: the second run must reuse the first's with ``--set loop.full_miou=...``),
+a different initial fraction for a seed, or no common seed.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rayal.pipeline.study.statistics import strategy_verdict
@@ -29,41 +35,71 @@ from rayal.pipeline.study.statistics import strategy_verdict
 COLUMNS = ["strategy", "seed", "round", "labelled_fraction", "aualc", "final_miou", "full_miou"]
 
 
-def runs(arg: str) -> tuple[str, dict[int, dict]]:
-    """``DIR:STRATEGY`` -> (label, {seed: {"aualc", "final_miou", "full_miou", "start"}})."""
-    folder, sep, strategy = arg.rpartition(":")
-    if not sep or not folder or not strategy:
-        raise SystemExit(f"paired_across: error: {arg!r} is not DIR:STRATEGY")
-    path = Path(folder) / "comparison.parquet"
+def _table(path: Path):
+    """The comparison table's COLUMNS; SystemExit naming the file and what is wrong."""
     if not path.is_file():
         raise SystemExit(f"paired_across: error: {path} does not exist (run rayal compare first)")
-    rows = [r for r in pq.read_table(path, columns=COLUMNS).to_pylist() if r["strategy"] == strategy]
+    try:
+        names = pq.read_schema(path).names
+        missing = [c for c in COLUMNS if c not in names]
+        if missing:
+            raise SystemExit(f"paired_across: error: {path} has no column {missing[0]!r} "
+                             f"(not a rayal compare comparison.parquet)")
+        return pq.read_table(path, columns=COLUMNS)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise SystemExit(f"paired_across: error: cannot read {path}: {err}") from err
+
+
+def runs(arg: str) -> tuple[str, str, dict[int, dict]]:
+    """``DIR:STRATEGY`` (DIR may be the ``comparison.parquet`` itself) -> (label, strategy,
+    {seed: {"aualc", "final_miou", "full_miou", "start"}}); seeds without an AuALC are left out
+    with a note on stderr."""
+    folder, sep, strategy = arg.rpartition(":")
+    if not sep or not folder or not strategy or "/" in strategy or "\\" in strategy:
+        raise SystemExit(f"paired_across: error: {arg!r} is not DIR:STRATEGY")
+    path = Path(folder)
+    table = _table(path if path.suffix == ".parquet" else path / "comparison.parquet")
+    rows = [r for r in table.to_pylist() if r["strategy"] == strategy]
     if not rows:
-        names = sorted(set(pq.read_table(path, columns=["strategy"]).column(0).to_pylist()))
+        names = sorted(set(table.column("strategy").to_pylist()))
         raise SystemExit(f"paired_across: error: {path} has no strategy {strategy!r}; it has {names}")
     out: dict[int, dict] = {}
     for r in sorted(rows, key=lambda r: (r["seed"], r["round"])):   # round 0 first: the start
         out.setdefault(r["seed"], {"aualc": r["aualc"], "final_miou": r["final_miou"],
                                    "full_miou": r["full_miou"], "start": r["labelled_fraction"]})
-    return f"{folder}:{strategy}", out
+    label = f"{folder}:{strategy}"
+    for seed in [s for s, run in out.items() if run["aualc"] is None or math.isnan(run["aualc"])]:
+        print(f"paired_across: note: {label} seed {seed} has no AuALC (left out)", file=sys.stderr)
+        del out[seed]
+    return label, strategy, out
 
 
-def check_pairable(a: tuple[str, dict], b: tuple[str, dict]) -> list[int]:
+def check_pairable(a: tuple[str, str, dict], b: tuple[str, str, dict]) -> list[int]:
     """The seeds both hold; SystemExit when the two cannot be paired (module docstring)."""
-    (name_a, ra), (name_b, rb) = a, b
+    (name_a, _, ra), (name_b, _, rb) = a, b
+    if Path(name_a.rpartition(":")[0]).resolve() == Path(name_b.rpartition(":")[0]).resolve() \
+            and a[1] == b[1]:
+        raise SystemExit(f"paired_across: error: {name_a} is compared with itself")
     seeds = sorted(set(ra) & set(rb))
     if not seeds:
         raise SystemExit(f"paired_across: error: {name_a} and {name_b} share no seed "
                          f"({sorted(ra)} vs {sorted(rb)})")
-    fa, fb = ra[seeds[0]]["full_miou"], rb[seeds[0]]["full_miou"]
-    if not math.isclose(fa, fb, rel_tol=1e-6):
-        raise SystemExit(f"paired_across: error: different full-supervision references "
-                         f"({name_a}: {fa}, {name_b}: {fb}); rerun the second with "
-                         f"--set loop.full_miou={fa!r}")
     for s in seeds:
+        fa, fb = ra[s]["full_miou"], rb[s]["full_miou"]
+        if fa is None or fb is None or not math.isclose(fa, fb, rel_tol=1e-6):
+            raise SystemExit(f"paired_across: error: seed {s}: different full-supervision "
+                             f"references ({name_a}: {fa}, {name_b}: {fb}); rerun the second "
+                             f"with --set loop.full_miou={fa!r}")
         if not math.isclose(ra[s]["start"], rb[s]["start"], rel_tol=1e-9):
-            raise SystemExit(f"paired_across: error: seed {s} starts from {ra[s]['start']} labelled "
-                             f"in {name_a} and {rb[s]['start']} in {name_b}: not the same initial set")
+            raise SystemExit(f"paired_across: error: seed {s} starts from {ra[s]['start']:.4f} "
+                             f"labelled in {name_a} and {rb[s]['start']:.4f} in {name_b}: not the "
+                             f"same initial set")
+    only = sorted(set(ra) ^ set(rb))
+    if only:
+        print(f"paired_across: note: seeds {only} are in one run only (left out)", file=sys.stderr)
+    if len(seeds) < 2:
+        print("paired_across: note: one common seed: no interval, the verdict is 'not "
+              "distinguishable'", file=sys.stderr)
     return seeds
 
 
@@ -74,11 +110,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     own, base = runs(args.own), runs(args.base)
     seeds = check_pairable(own, base)
-    entry = strategy_verdict({s: own[1][s]["aualc"] for s in seeds},
-                             {s: base[1][s]["aualc"] for s in seeds})
+    entry = strategy_verdict({s: own[2][s]["aualc"] for s in seeds},
+                             {s: base[2][s]["aualc"] for s in seeds})
+    entry["against"] = base[0]
+    entry["verdict"] = entry["verdict"].replace("random", base[1])   # the baseline's own name
     print(f"{own[0]} - {base[0]}, AuALC per seed:")
     for s in seeds:
-        a, b = own[1][s], base[1][s]
+        a, b = own[2][s], base[2][s]
         print(f"  seed {s}: {a['aualc'] - b['aualc']:+.4f}   final mIoU {a['final_miou']:.3f} "
               f"vs {b['final_miou']:.3f}")
     print(json.dumps(entry, indent=2))

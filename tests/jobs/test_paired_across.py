@@ -16,11 +16,13 @@ from rayal.pipeline.study.statistics import bootstrap_ci
 SCRIPT = Path(__file__).parents[2] / "jobs" / "paired_across.py"
 
 
-def _comparison(folder: Path, strategy: str, aualc: dict[int, float], full: float = 0.4,
-                start: float = 0.02) -> Path:
+def _comparison(folder: Path, strategy: str, aualc: dict[int, float | None], full: float = 0.4,
+                start: float = 0.02, drop: str | None = None) -> Path:
     rows = [{"strategy": strategy, "seed": s, "round": r, "labelled_fraction": start + 0.025 * r,
-             "aualc": a, "final_miou": a / 2, "full_miou": full}
+             "aualc": a, "final_miou": a and a / 2, "full_miou": full}
             for s, a in aualc.items() for r in range(3)]
+    if drop:
+        rows = [{k: v for k, v in r.items() if k != drop} for r in rows]
     folder.mkdir()
     pq.write_table(pa.Table.from_pylist(rows), folder / "comparison.parquet")
     return folder
@@ -44,11 +46,23 @@ def test_paired_by_seed_over_the_common_seeds(tmp_path: Path):
     assert (entry["ci_low"], entry["ci_high"]) == pytest.approx((low, high))
     assert entry["verdict"] == "not distinguishable" and low < 0 < high
     assert "seed 1: -0.0100" in done.stdout
+    assert "seeds [3, 4] are in one run only" in done.stderr
+
+
+def test_seeds_without_aualc_are_left_out_and_the_verdict_names_the_baseline(tmp_path: Path):
+    own = _comparison(tmp_path / "a", "entropy", {0: 0.50, 1: 0.46, 2: 0.52, 3: None})
+    base = _comparison(tmp_path / "b", "entropy_kcenter", {0: 0.45, 1: 0.40, 2: 0.49, 3: 0.3})
+    done = _run(f"{own}:entropy", f"{base / 'comparison.parquet'}:entropy_kcenter")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads(done.stdout[done.stdout.index("{"):])
+    assert entry["seeds"] == 3 and entry["verdict"] == "better than entropy_kcenter"
+    assert "seed 3 has no AuALC" in done.stderr
 
 
 @pytest.mark.parametrize("base_kwargs, needle", [
     ({"full": 0.5}, "different full-supervision references"),
     ({"start": 0.05}, "not the same initial set"),
+    ({"drop": "aualc"}, "has no column 'aualc'"),
 ])
 def test_runs_that_cannot_be_paired_are_refused(tmp_path: Path, base_kwargs, needle):
     own = _comparison(tmp_path / "a", "entropy", {0: 0.5, 1: 0.4})

@@ -44,6 +44,7 @@ class StalledFrames:
     def restore(self) -> None:
         """The mount is back: plain files replace the FIFOs (the readers blocked on them must
         have been killed)."""
-        for i in self.stalled:
-            self.paths[i].unlink()
-            self.paths[i].write_bytes(self._png[i])
+        for i in self.stalled:   # atomically: a retry may open the path at any moment
+            temp = self.paths[i].with_suffix(".tmp")
+            temp.write_bytes(self._png[i])
+            os.replace(temp, self.paths[i])

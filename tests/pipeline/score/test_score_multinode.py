@@ -74,14 +74,15 @@ def test_node_lost_mid_job_every_frame_scored_once(cluster, tmp_path: Path):
             "ray.cpus_per_actor=1", "ray.decode_cpus=0.25", "ray.torch_threads=1",
             f"ray.address={c.address}", f"output_dir={out}"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([str(RAYAL), "score", str(HERE / "scoring.yaml"), "--no-progress",
-                             *[a for s in sets for a in ("--set", s)]],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    log = tmp_path / "score.log"   # a file, not a pipe: nobody reads it while the test waits
+    with log.open("w") as stdout:   # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([str(RAYAL), "score", str(HERE / "scoring.yaml"), "--no-progress",
+                                 *[a for s in sets for a in ("--set", s)]],
+                                cwd=REPO, env=env, stdout=stdout, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240
         while not read_markers(str(out)) or not all(_scoring_actors(w) for w in workers):
-            assert proc.poll() is None, f"rayal score exited early:\n{proc.stdout.read()}"
+            assert proc.poll() is None, f"rayal score exited early:\n{log.read_text()}"
             assert time.monotonic() < deadline, "the scoring actors did not start on both nodes"
             time.sleep(0.1)
         # one actor per worker node (Ray Data spreads its actors; the head has no CPUs)
@@ -91,12 +92,12 @@ def test_node_lost_mid_job_every_frame_scored_once(cluster, tmp_path: Path):
         frames.restore()
         for stuck in _workers(workers[0], "decode_frames"):
             stuck.kill()
-        stdout, _ = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
-    assert proc.returncode == 0, stdout
+    assert proc.returncode == 0, log.read_text()
     assert committed < n, "the node was removed after the job had finished"
     scored = pq.read_table(out / "frames", columns=["frame_id"]).column("frame_id").to_pylist()
     assert sorted(scored) == frames.ids   # each frame exactly once

@@ -163,12 +163,13 @@ def test_kill_9_then_resume_scores_each_frame_once(session_ray_env, tmp_path: Pa
                                      f"output_dir={out}"] for a in ("--set", s)]]
     env = {**os.environ, "RAY_ADDRESS": ""}
     env.pop("RAY_ADDRESS")
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "killed.log"   # a file, not a pipe: nobody reads it while the test waits
+    with log.open("w") as stdout:   # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=stdout, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240
         while not read_markers(str(out)):
-            assert proc.poll() is None, f"rayal score exited early:\n{proc.stdout.read()}"
+            assert proc.poll() is None, f"rayal score exited early:\n{log.read_text()}"
             assert time.monotonic() < deadline, "no part set committed within 240 s"
             time.sleep(0.05)
     finally:
