@@ -1,5 +1,5 @@
-"""Helpers of the scoring fault tests: a frame store whose last reads stall, so that a kill or
-a lost node always lands mid-job however fast the machine."""
+"""Helpers of the scoring fault tests: a frame store whose last reads stall, so that a kill
+always lands mid-job however fast the machine."""
 from __future__ import annotations
 
 import io
@@ -23,9 +23,9 @@ class StalledFrames:
     parquet manifest of them; the frames at indices ``stalled`` are FIFOs until restored.
 
     A FIFO with no writer blocks its reader's open, as a read from a hung network mount
-    does: a job cannot finish (however fast the machine) before the test acts. The readers
-    blocked on one must then be killed: a FIFO cannot be served to them instead (pyarrow's local
-    input stream seeks, which a FIFO refuses); their retries read the restored file."""
+    does: a job cannot finish (however fast the machine) before the test kills it. (A FIFO
+    cannot be served to its blocked readers instead: pyarrow's local input stream seeks, which a
+    FIFO refuses.)"""
 
     def __init__(self, folder: Path, n: int, stalled: range, height: int = 64, width: int = 96):
         folder.mkdir(parents=True)
