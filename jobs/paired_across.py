@@ -26,6 +26,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,6 +34,14 @@ import pyarrow.parquet as pq
 from rayal.pipeline.study.statistics import strategy_verdict
 
 COLUMNS = ["strategy", "seed", "round", "labelled_fraction", "aualc", "final_miou", "full_miou"]
+
+
+class Arm(NamedTuple):
+    """One side of the comparison: ``DIR:STRATEGY`` read into {seed: run}."""
+    label: str       # DIR:STRATEGY as given
+    table: Path      # the comparison.parquet read
+    strategy: str
+    runs: dict       # {seed: {"aualc", "final_miou", "full_miou", "start"}}
 
 
 def _table(path: Path):
@@ -50,15 +59,15 @@ def _table(path: Path):
         raise SystemExit(f"paired_across: error: cannot read {path}: {err}") from err
 
 
-def runs(arg: str) -> tuple[str, str, dict[int, dict]]:
-    """``DIR:STRATEGY`` (DIR may be the ``comparison.parquet`` itself) -> (label, strategy,
-    {seed: {"aualc", "final_miou", "full_miou", "start"}}); seeds without an AuALC are left out
-    with a note on stderr."""
+def read_arm(arg: str) -> Arm:
+    """``DIR:STRATEGY`` (DIR may be the ``comparison.parquet`` itself) -> :class:`Arm`; seeds
+    without an AuALC are left out with a note on stderr."""
     folder, sep, strategy = arg.rpartition(":")
     if not sep or not folder or not strategy or "/" in strategy or "\\" in strategy:
         raise SystemExit(f"paired_across: error: {arg!r} is not DIR:STRATEGY")
     path = Path(folder)
-    table = _table(path if path.suffix == ".parquet" else path / "comparison.parquet")
+    path = path if path.suffix == ".parquet" else path / "comparison.parquet"
+    table = _table(path)
     rows = [r for r in table.to_pylist() if r["strategy"] == strategy]
     if not rows:
         names = sorted(set(table.column("strategy").to_pylist()))
@@ -71,14 +80,13 @@ def runs(arg: str) -> tuple[str, str, dict[int, dict]]:
     for seed in [s for s, run in out.items() if run["aualc"] is None or math.isnan(run["aualc"])]:
         print(f"paired_across: note: {label} seed {seed} has no AuALC (left out)", file=sys.stderr)
         del out[seed]
-    return label, strategy, out
+    return Arm(label, path.resolve(), strategy, out)
 
 
-def check_pairable(a: tuple[str, str, dict], b: tuple[str, str, dict]) -> list[int]:
+def check_pairable(a: Arm, b: Arm) -> list[int]:
     """The seeds both hold; SystemExit when the two cannot be paired (module docstring)."""
-    (name_a, _, ra), (name_b, _, rb) = a, b
-    if Path(name_a.rpartition(":")[0]).resolve() == Path(name_b.rpartition(":")[0]).resolve() \
-            and a[1] == b[1]:
+    (name_a, ra), (name_b, rb) = (a.label, a.runs), (b.label, b.runs)
+    if (a.table, a.strategy) == (b.table, b.strategy):
         raise SystemExit(f"paired_across: error: {name_a} is compared with itself")
     seeds = sorted(set(ra) & set(rb))
     if not seeds:
@@ -108,15 +116,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("own", help="DIR:STRATEGY, the strategy judged")
     parser.add_argument("base", help="DIR:STRATEGY, the baseline (random, usually)")
     args = parser.parse_args(argv)
-    own, base = runs(args.own), runs(args.base)
+    own, base = read_arm(args.own), read_arm(args.base)
     seeds = check_pairable(own, base)
-    entry = strategy_verdict({s: own[2][s]["aualc"] for s in seeds},
-                             {s: base[2][s]["aualc"] for s in seeds})
-    entry["against"] = base[0]
-    entry["verdict"] = entry["verdict"].replace("random", base[1])   # the baseline's own name
-    print(f"{own[0]} - {base[0]}, AuALC per seed:")
+    entry = strategy_verdict({s: own.runs[s]["aualc"] for s in seeds},
+                             {s: base.runs[s]["aualc"] for s in seeds}, against=base.strategy)
+    entry["against"] = base.label
+    print(f"{own.label} - {base.label}, AuALC per seed:")
     for s in seeds:
-        a, b = own[2][s], base[2][s]
+        a, b = own.runs[s], base.runs[s]
         print(f"  seed {s}: {a['aualc'] - b['aualc']:+.4f}   final mIoU {a['final_miou']:.3f} "
               f"vs {b['final_miou']:.3f}")
     print(json.dumps(entry, indent=2))

@@ -31,14 +31,15 @@ def bootstrap_ci(values, level: float = 0.95, resamples: int = 10_000,
     return float(low), float(high)
 
 
-def verdict(ci_low: float, ci_high: float, pairs: int) -> str:
-    """The verdict of a paired interval (see the module docstring)."""
+def verdict(ci_low: float, ci_high: float, pairs: int, against: str = "random") -> str:
+    """The verdict of a paired interval (see the module docstring); ``against`` names the
+    baseline in it (``rayal compare``: random)."""
     if pairs < 2 or not np.isfinite(ci_low):
         return UNCLEAR
     if ci_low > 0:
-        return BETTER
+        return f"better than {against}"
     if ci_high < 0:
-        return WORSE
+        return f"worse than {against}"
     return UNCLEAR
 
 
@@ -48,15 +49,16 @@ def paired(own: dict, base: dict) -> tuple[list[int], list[float]]:
     return seeds, [own[k] - base[k] for k in seeds]
 
 
-def strategy_verdict(own: dict, base: dict, seed: int = 0) -> dict:
-    """``{seed: AuALC}`` of a strategy and of random -> the ``verdicts.json`` entry:
+def strategy_verdict(own: dict, base: dict, seed: int = 0, against: str = "random") -> dict:
+    """``{seed: AuALC}`` of a strategy and of its baseline (``against``, random in ``rayal
+    compare``) -> the ``verdicts.json`` entry:
     ``paired_aualc_mean, ci_low, ci_high, seeds_above, seeds, verdict``."""
     seeds, diffs = paired(own, base)
     low, high = bootstrap_ci(diffs, seed=seed)
     return {"paired_aualc_mean": float(np.mean(diffs)) if diffs else None,
             "ci_low": low if diffs else None, "ci_high": high if diffs else None,
             "seeds_above": int(sum(d > 0 for d in diffs)), "seeds": len(seeds),
-            "verdict": verdict(low, high, len(diffs))}
+            "verdict": verdict(low, high, len(diffs), against)}
 
 
 def budget_interval(values, seed: int = 0) -> dict:

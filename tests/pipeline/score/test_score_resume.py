@@ -18,11 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from rayal.config import load_config
+from rayal.data import SyntheticScenes, write_manifest
 from rayal.pipeline.score.frames import without_frames
 from rayal.pipeline.score.score_job import run_scoring
 from rayal.pipeline.score.sink import ScoreSink, open_resume, read_markers
-
-from .conftest import StalledFrames
 
 HERE = Path(__file__).parents[1]   # tests/pipeline: scoring.yaml
 REPO = HERE.parents[1]
@@ -141,6 +140,34 @@ def _kill_tree(proc: subprocess.Popen) -> None:
             pass
     proc.wait(30)
     psutil.wait_procs(others, timeout=30)
+
+
+class StalledFrames:
+    """``n`` synthetic frames (seed 0) as a PNG folder (:meth:`SyntheticScenes.write_folder`) and
+    a parquet manifest of them; the frames at indices ``stalled`` are FIFOs until restored.
+
+    A FIFO with no writer blocks its reader's open, as a read from a hung network mount does:
+    a job cannot finish (however fast the machine) before the test kills it. (A FIFO cannot be
+    served to its blocked readers instead: pyarrow's local input stream seeks, which a FIFO
+    refuses.)"""
+
+    def __init__(self, root: Path, n: int, stalled: range, height: int = 64, width: int = 96):
+        scenes = SyntheticScenes(n, height=height, width=width, seed=0)
+        scenes.write_folder(str(root))
+        self.ids = [scenes.frame_id(i) for i in range(n)]
+        self.paths = [root / "train" / f"{f}.png" for f in self.ids]
+        self.stalled = stalled
+        for i in stalled:   # the PNG waits aside, a FIFO takes its place
+            os.replace(self.paths[i], self.paths[i].with_suffix(".held"))
+            os.mkfifo(self.paths[i])
+        self.manifest = root / "pool.parquet"
+        write_manifest({"frame_id": self.ids, "uri": [str(p) for p in self.paths]}, str(self.manifest))
+
+    def restore(self) -> None:
+        """The mount is back: the PNGs replace the FIFOs, atomically (the readers blocked on the
+        FIFOs must have been killed)."""
+        for i in self.stalled:
+            os.replace(self.paths[i].with_suffix(".held"), self.paths[i])
 
 
 @pytest.mark.slow   # ~100 s on 2 cores: two `rayal score` processes + the reference run

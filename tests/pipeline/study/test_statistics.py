@@ -42,3 +42,9 @@ def test_strategy_verdict_pairs_by_seed():
     assert b["reached"] == 2 and b["mean"] == pytest.approx(0.3)
     assert (b["ci_low"], b["ci_high"]) == pytest.approx((0.2, 0.4))
     assert budget_interval([None])["mean"] is None
+
+
+def test_verdict_names_the_baseline_it_was_read_against():
+    assert verdict(0.01, 0.03, 5, against="entropy_kcenter") == "better than entropy_kcenter"
+    assert verdict(-0.03, -0.01, 5, against="entropy") == "worse than entropy"
+    assert verdict(0.01, 0.03, 5) == BETTER and verdict(-0.03, -0.01, 5) == WORSE
