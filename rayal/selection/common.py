@@ -397,3 +397,22 @@ def sample_keys(keys: np.ndarray, size: int, seed: int) -> np.ndarray:
         return keys
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(keys, size=size, replace=False))
+
+
+def embedded_points(tables: ScoreTables, unit: str, pool: PoolView, max_points: int, seed: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The points of a representative pick (TypiClust, ProbCover): every taken unit with an
+    embedding plus the selectable ones (a seeded sample of ``max_points`` beyond that).
+
+    Returns (sorted keys (N,), X (N, D) float32 unit-norm, (N,) bool taken), or None when no
+    unit is selectable."""
+    keys, free, taken = embedding_units(tables, unit, pool)
+    free_keys = keys[free]
+    if len(free_keys) == 0:
+        return None
+    if len(free_keys) > max_points:
+        rng = np.random.default_rng(seed)
+        free_keys = np.sort(rng.choice(free_keys, max_points, replace=False))
+    use = np.sort(np.concatenate([keys[taken], free_keys]))
+    x, _ = read_embeddings(tables, unit, pool, use)
+    return use, x, np.isin(use, keys[taken])

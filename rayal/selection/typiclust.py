@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy
-from rayal.selection.common import (UNITS, check_choice, check_range, embedding_units, level_of,
-                                    query_from_keys, read_embeddings, unit_budget)
+from rayal.selection.common import (UNITS, check_choice, check_range, embedded_points, level_of,
+                                    query_from_keys, unit_budget)
 from rayal.selection.registry import register_strategy
 
 
@@ -103,22 +103,13 @@ class TypiClust(Strategy):
         n = unit_budget(budget, self)
         if n == 0:
             return Query.empty()
-        keys, free, taken = embedding_units(tables, self.unit, pool)
-        free_keys = keys[free]
-        if len(free_keys) > self.max_points:
-            rng = np.random.default_rng(seed)
-            free_keys = np.sort(rng.choice(free_keys, self.max_points, replace=False))
-        use = np.concatenate([keys[taken], free_keys])
-        if len(free_keys) == 0:
+        points = embedded_points(tables, self.unit, pool, self.max_points, seed)
+        if points is None:
             return Query.empty()
-        x, _ = read_embeddings(tables, self.unit, pool, np.sort(use))
-        order = np.argsort(use)
-        labelled = np.zeros(len(use), bool)
-        labelled[:int(taken.sum())] = True
-        labelled = labelled[order]
+        use, x, labelled = points
         rows, typ, cluster = typiclust_pick(x, labelled, n, seed, self.k_neighbours,
                                             self.min_cluster_size, self.max_clusters)
-        chosen = np.sort(use)[rows]
+        chosen = use[rows]
         reasons = [f"typicality={t:.3f} cluster={c}" for t, c in zip(typ, cluster)]
         return query_from_keys(pool, self.unit, chosen, typ, reasons, cluster=cluster,
                                extras={"clusters": int(cluster.max()) + 1 if len(cluster) else 0,
