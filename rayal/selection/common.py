@@ -405,7 +405,7 @@ def embedded_points(tables: ScoreTables, unit: str, pool: PoolView, max_points: 
     embedding plus the selectable ones (a seeded sample of ``max_points`` beyond that).
 
     Returns (sorted keys (N,), X (N, D) float32 unit-norm, (N,) bool taken), or None when no
-    unit is selectable."""
+    unit is selectable. ValueError naming the first unit whose embedding is not finite."""
     keys, free, taken = embedding_units(tables, unit, pool)
     free_keys = keys[free]
     if len(free_keys) == 0:
@@ -415,4 +415,10 @@ def embedded_points(tables: ScoreTables, unit: str, pool: PoolView, max_points: 
         free_keys = np.sort(rng.choice(free_keys, max_points, replace=False))
     use = np.sort(np.concatenate([keys[taken], free_keys]))
     x, _ = read_embeddings(tables, unit, pool, use)
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if len(bad):
+        frame_index, region_id = split_keys(use[bad[:1]])
+        raise ValueError(f"{len(bad)} {unit} embedding(s) hold NaN or inf, the first of frame "
+                         f"{pool.frame_ids[int(frame_index[0])]} region {int(region_id[0])}: "
+                         f"rescore them (scoring.embeddings)")
     return use, x, np.isin(use, keys[taken])

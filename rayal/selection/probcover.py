@@ -10,8 +10,8 @@ L2-normalised embeddings of the pool's units of one kind (``scoring.embeddings``
    has ``x``'s pseudo-label. delta is the largest radius at which a fraction ``purity`` (the
    paper's alpha = 0.95) of the balls are pure. With ``r(x)`` the distance from ``x`` to the
    nearest point of another cluster, ``B(x)`` is pure exactly when ``delta <= r(x)``, so
-   delta is the ``1 - purity`` quantile of ``r`` (exact, no search). ``delta`` given as a
-   parameter skips this.
+   delta is read off the sorted ``r`` (exact, no search; in squared distances, so the graph
+   tests the same numbers). ``delta`` given as a parameter skips this.
 2. **Max coverage, greedy** (Alg. 1): the graph has an edge ``x -> x'`` when
    ``||x - x'|| < delta``; the points in the labelled / queued units' balls start covered.
    B times: take the selectable unit whose ball holds the most uncovered points (ties: a
@@ -21,8 +21,9 @@ When every point is covered before B picks, the rest is a seeded uniform sample 
 selectable units (the paper lowers delta for larger budgets; rayal keeps the purity rule and
 says so: ``extras["random_fill"]``). Reason ``covers=<points> delta=<radius>``; score = the
 newly covered points. Memory and time: the sparse graph (edges) plus one chunk of distances,
-``O(N^2 D)`` work for N points (``max_points`` caps N with a seeded sample of the selectable
-units, default 20,000).
+``O(N^2 D)`` work for N points (``max_points`` caps the selectable units with a seeded sample,
+default 20,000; the labelled / queued units with an embedding come on top). The graph holds
+up to N^2 int32 edges when delta reaches across the pool (one cluster).
 """
 from __future__ import annotations
 
@@ -42,48 +43,51 @@ def _chunked_sq_distances(x: np.ndarray):
     x = x.astype(np.float64)
     sq = np.einsum("ij,ij->i", x, x)
     for start in range(0, len(x), _CHUNK):
-        part = x[start:start + _CHUNK]
-        d2 = sq[start:start + _CHUNK, None] + sq[None, :] - 2.0 * part @ x.T
-        yield start, np.maximum(d2, 0.0)
+        d2 = x[start:start + _CHUNK] @ x.T
+        d2 *= -2.0
+        d2 += sq[start:start + _CHUNK, None]
+        d2 += sq[None, :]
+        yield start, np.maximum(d2, 0.0, out=d2)
 
 
 def pure_radius(x: np.ndarray, n_clusters: int, purity: float, seed: int) -> float:
-    """delta of Sec. 4.1: the largest radius at which a fraction ``purity`` of the balls around
-    the rows of ``x`` (N, D) hold only their centre's k-means cluster (``n_clusters``, seeded).
-    ValueError when there are fewer than two clusters to tell apart."""
+    """Squared delta of Sec. 4.1: the largest squared radius at which a fraction ``purity`` of the
+    balls around the rows of ``x`` (N, D) hold only their centre's k-means cluster
+    (``n_clusters``, seeded). Squared, so that the graph's ``d2 < delta2`` test uses the very
+    numbers the quantile was read from. With a single cluster (identical points) every ball is
+    pure: 4 + eps, the squared diameter of the unit sphere, so every ball holds every point.
+    ValueError when ``x`` has fewer than 2 rows."""
     from sklearn.cluster import KMeans
 
-    k = min(n_clusters, len(x))
-    if k < 2:
-        raise ValueError(f"probcover: purity needs at least 2 points and n_clusters >= 2 (got "
-                         f"{len(x)} points, n_clusters={n_clusters}); set delta instead")
+    if len(x) < 2:
+        raise ValueError(f"probcover: purity needs at least 2 points, got {len(x)}")
+    k = min(n_clusters, len(np.unique(x, axis=0)))   # identical points: one cluster
     label = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(x.astype(np.float64))
-    r = np.empty(len(x))
+    r2 = np.empty(len(x))
     for start, d2 in _chunked_sq_distances(x):
-        rows = label[start:start + len(d2)]
-        d2[label[None, :] == rows[:, None]] = np.inf
-        r[start:start + len(d2)] = np.sqrt(d2.min(axis=1))
-    return float(np.sort(r)[int(np.floor(len(r) * (1.0 - purity)))])
+        d2[label[None, :] == label[start:start + len(d2), None]] = np.inf
+        r2[start:start + len(d2)] = d2.min(axis=1)
+    # B(x) is pure iff delta2 <= r2(x): the largest delta2 with #{r2 >= delta2} >= purity * N
+    index = len(r2) - int(np.ceil(purity * len(r2) - 1e-9))
+    delta2 = float(np.sort(r2)[index])
+    return delta2 if np.isfinite(delta2) else 4.0 + 1e-6
 
 
-def ball_graph(x: np.ndarray, delta: float) -> sp.csr_matrix:
-    """(N, N) bool CSR adjacency: ``x_i -> x_j`` when ``||x_i - x_j|| < delta`` (self included
-    for delta > 0); symmetric."""
-    parts = []
-    for _, d2 in _chunked_sq_distances(x):
-        parts.append(sp.csr_matrix(d2 < delta * delta))
-    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, 0), dtype=bool)
+def ball_graph(x: np.ndarray, delta2: float) -> sp.csr_matrix:
+    """(N, N) int32 CSR adjacency: ``x_i -> x_j`` when ``||x_i - x_j||^2 < delta2`` (self
+    included for delta2 > 0); symmetric."""
+    parts = [sp.csr_matrix((d2 < delta2).astype(np.int32)) for _, d2 in _chunked_sq_distances(x)]
+    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, 0), dtype=np.int32)
 
 
 def max_coverage(graph: sp.csr_matrix, taken: np.ndarray, budget: int, seed: int
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Alg. 1 on ``graph`` (N, N), the ``taken`` (N,) bool rows' balls covered first: up to
-    ``budget`` rows (never taken ones), each the one covering most uncovered points at its
-    turn (ties: seeded random). Returns (rows, newly covered points per row); stops early
-    when nothing is left to cover."""
-    rng = np.random.default_rng(seed)
-    tie = rng.random(graph.shape[0])
-    a = graph.astype(np.int64)
+    """Alg. 1 on the symmetric ``graph`` (N, N), the ``taken`` (N,) bool rows' balls covered
+    first: up to ``budget`` rows (never taken ones), each the one covering most uncovered points
+    at its turn (ties: seeded random). Returns (rows, newly covered points per row); stops early
+    when nothing is left to cover. Work: O(edges) over the whole selection."""
+    tie = np.random.default_rng([seed, 1]).random(graph.shape[0])
+    a = graph
     covered = np.asarray(a[np.flatnonzero(taken)].sum(axis=0)).ravel() > 0
     gain = a @ (~covered).astype(np.int64)
     free = ~taken.copy()
@@ -97,9 +101,8 @@ def max_coverage(graph: sp.csr_matrix, taken: np.ndarray, budget: int, seed: int
         newly = a.indices[a.indptr[j]:a.indptr[j + 1]]
         newly = newly[~covered[newly]]
         covered[newly] = True
-        indicator = np.zeros(len(covered), np.int64)
-        indicator[newly] = 1
-        gain -= a @ indicator
+        # symmetric graph: the points whose balls held a newly covered one lose it
+        gain -= np.asarray(a[newly].sum(axis=0)).ravel()
         free[j] = False
         rows.append(j), gains.append(int(top))
     return np.asarray(rows, np.int64), np.asarray(gains, np.int64)
@@ -140,14 +143,20 @@ class ProbCover(Strategy):
             return Query.empty()
         keys, x, taken = points
         n = min(n, int((~taken).sum()))
-        delta = self.delta if self.delta is not None else pure_radius(x, self.n_clusters, self.purity, seed)
-        rows, gains = max_coverage(ball_graph(x, delta), taken, n, seed)
+        if self.delta is not None:
+            delta2 = float(self.delta) ** 2
+        elif len(keys) >= 2:
+            delta2 = pure_radius(x, self.n_clusters, self.purity, seed)
+        else:
+            delta2 = 4.0 + 1e-6   # one point: its ball is the whole (one-point) pool
+        rows, gains = max_coverage(ball_graph(x, delta2), taken, n, seed)
         fill = n - len(rows)
         if fill:
             rest = np.setdiff1d(np.flatnonzero(~taken), rows)
-            extra = np.random.default_rng(seed).choice(rest, fill, replace=False)
+            extra = np.random.default_rng([seed, 2]).choice(rest, fill, replace=False)
             rows, gains = np.concatenate([rows, extra]), np.concatenate([gains, np.zeros(fill, np.int64)])
-        reasons = [f"covers={g} delta={delta:.4f}" if i < n - fill else "covered: random fill"
+        delta = float(np.sqrt(delta2))
+        reasons = [f"covers={g} delta={delta:.4g}" if i < n - fill else "covered: random fill"
                    for i, g in enumerate(gains)]
         return query_from_keys(pool, self.unit, keys[rows], gains.astype(np.float64), reasons,
                                extras={"delta": delta, "points": len(keys), "random_fill": fill})

@@ -19,9 +19,9 @@ def select(ids, vecs, budget, pool=None, seed=0, **params):
 def test_pure_radius_is_the_quantile_of_the_distance_to_another_cluster():
     # two clusters on a line: the distance to the other cluster is 1.0, 0.9, 0.8 / 0.8, 0.9, 1.0
     x = np.array([[0.0], [0.1], [0.2], [1.0], [1.1], [1.2]])
-    assert pure_radius(x, n_clusters=2, purity=0.95, seed=0) == pytest.approx(0.8)
+    assert pure_radius(x, n_clusters=2, purity=0.95, seed=0) == pytest.approx(0.8 ** 2)   # squared
     # half the balls pure: the largest radius still below the distance of 4 of 6 points
-    assert pure_radius(x, n_clusters=2, purity=0.5, seed=0) == pytest.approx(0.9)
+    assert pure_radius(x, n_clusters=2, purity=0.5, seed=0) == pytest.approx(0.9 ** 2)
 
 
 def test_the_greedy_takes_the_ball_covering_most_then_what_is_left():
@@ -70,3 +70,49 @@ def test_delta_from_purity_picks_one_per_blob():
 def test_bad_parameters_are_refused_by_name(params, name):
     with pytest.raises(ValueError, match=name):
         get_strategy("probcover", **params)
+
+
+def brute_force_delta2(x, label, purity):
+    """The largest squared radius (among the squared pairwise distances) whose strict balls are
+    pure for at least ``purity`` of the points."""
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    best = 0.0
+    for r2 in np.unique(d2):
+        pure = [(label[d2[i] < r2] == label[i]).all() for i in range(len(x))]
+        if np.mean(pure) >= purity:
+            best = r2
+    return best
+
+
+@pytest.mark.parametrize("purity", [0.5, 0.8, 0.9, 0.95])
+def test_delta_is_the_largest_radius_of_that_purity_brute_force(purity, monkeypatch):
+    import sklearn.cluster
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(20, 3))
+    label = rng.integers(0, 3, 20)   # the pseudo-labels, fixed: the test checks the radius rule
+
+    class Fixed:
+        def __init__(self, **_):
+            pass
+
+        def fit_predict(self, _):
+            return label
+    monkeypatch.setattr(sklearn.cluster, "KMeans", Fixed)
+    delta2 = pure_radius(x, n_clusters=3, purity=purity, seed=0)
+    assert delta2 == pytest.approx(brute_force_delta2(x, label, purity), rel=1e-9)
+    graph = ball_graph(x, delta2).toarray().astype(bool)   # the graph it builds is that pure
+    assert np.mean([(label[row] == label[i]).all() for i, row in enumerate(graph)]) >= purity
+
+
+def test_one_unit_and_identical_points_are_selected_not_refused():
+    q = select(["a"], [[1.0, 0.0]], 1)
+    assert list(q.frame_id) == ["a"]
+    ids = [f"f{i}" for i in range(6)]
+    q = select(ids, [[1.0, 0.0]] * 6, 2)          # one cluster: one ball holds every point
+    assert q.score[0] == 6 and q.extras["random_fill"] == 1
+
+
+def test_a_nan_embedding_is_refused_naming_the_frame():
+    with pytest.raises(ValueError, match="frame b"):
+        select(["a", "b", "c"], [[1.0, 0.0], [np.nan, 0.0], [0.0, 1.0]], 1)
