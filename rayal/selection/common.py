@@ -399,6 +399,15 @@ def sample_keys(keys: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(keys, size=size, replace=False))
 
 
+def representative_points(strategy: Strategy, tables: ScoreTables, pool: PoolView, budget: Budget,
+                          seed: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(budget in units, then :func:`embedded_points`) of a representative strategy with ``unit``
+    and ``max_points`` attributes; None when the budget is 0 or no unit is selectable."""
+    n = unit_budget(budget, strategy)
+    points = embedded_points(tables, strategy.unit, pool, strategy.max_points, seed) if n else None
+    return None if points is None else (n, *points)
+
+
 def embedded_points(tables: ScoreTables, unit: str, pool: PoolView, max_points: int, seed: int
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The points of a representative pick (TypiClust, ProbCover): every taken unit with an

@@ -31,8 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy
-from rayal.selection.common import (UNITS, check_choice, check_range, embedded_points, level_of,
-                                    query_from_keys, unit_budget)
+from rayal.selection.common import (UNITS, check_choice, check_range, level_of, representative_points,
+                                    query_from_keys)
 from rayal.selection.registry import register_strategy
 
 _CHUNK = 1024   # rows of the distance matrix held at once
@@ -135,13 +135,10 @@ class ProbCover(Strategy):
         self.level = level_of(unit)
 
     def select(self, tables: ScoreTables, pool: PoolView, budget: Budget, seed: int) -> Query:
-        n = unit_budget(budget, self)
-        if n == 0:
-            return Query.empty()
-        points = embedded_points(tables, self.unit, pool, self.max_points, seed)
+        points = representative_points(self, tables, pool, budget, seed)
         if points is None:
             return Query.empty()
-        keys, x, taken = points
+        n, keys, x, taken = points
         n = min(n, int((~taken).sum()))
         if self.delta is not None:
             delta2 = float(self.delta) ** 2

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy
-from rayal.selection.common import (UNITS, check_choice, check_range, embedded_points, level_of,
-                                    query_from_keys, unit_budget)
+from rayal.selection.common import (UNITS, check_choice, check_range, level_of, representative_points,
+                                    query_from_keys)
 from rayal.selection.registry import register_strategy
 
 
@@ -100,13 +100,10 @@ class TypiClust(Strategy):
         self.level = level_of(unit)
 
     def select(self, tables: ScoreTables, pool: PoolView, budget: Budget, seed: int) -> Query:
-        n = unit_budget(budget, self)
-        if n == 0:
-            return Query.empty()
-        points = embedded_points(tables, self.unit, pool, self.max_points, seed)
+        points = representative_points(self, tables, pool, budget, seed)
         if points is None:
             return Query.empty()
-        use, x, labelled = points
+        n, use, x, labelled = points
         rows, typ, cluster = typiclust_pick(x, labelled, n, seed, self.k_neighbours,
                                             self.min_cluster_size, self.max_clusters)
         chosen = use[rows]
