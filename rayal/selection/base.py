@@ -163,6 +163,11 @@ class PoolView:
         return np.bincount(dominant, minlength=num_classes).astype(np.int64)
 
 
+# the setting that makes ``rayal score`` write each table
+_TABLE_SETTING = {"frames": "scoring.measures", "regions": "scoring.units (e.g. [superpixel])",
+                  "embeddings": "scoring.embeddings ([frame] for images, [region] for regions)"}
+
+
 @dataclass
 class ScoreTables:
     """One round's score tables: parquet dataset paths/URIs or in-memory Arrow tables."""
@@ -189,7 +194,8 @@ class ScoreTables:
     def _source(self, name: str):
         source = getattr(self, name)
         if source is None:
-            raise ValueError(f"this strategy needs the '{name}' score table, which is missing")
+            raise ValueError(f"this strategy needs the '{name}' score table, which is missing: "
+                             f"set {_TABLE_SETTING[name]} and rescore")
         return source
 
     def columns(self, name: str) -> list[str]:

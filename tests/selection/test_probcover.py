@@ -116,3 +116,8 @@ def test_one_unit_and_identical_points_are_selected_not_refused():
 def test_a_nan_embedding_is_refused_naming_the_frame():
     with pytest.raises(ValueError, match="frame b"):
         select(["a", "b", "c"], [[1.0, 0.0], [np.nan, 0.0], [0.0, 1.0]], 1)
+
+
+def test_missing_embeddings_name_the_setting():
+    with pytest.raises(ValueError, match=r"'embeddings' score table.*scoring\.embeddings"):
+        get_strategy("probcover").select(ScoreTables(), PoolView.fresh(["a", "b"]), Budget(units=1), seed=0)
