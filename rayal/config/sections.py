@@ -100,6 +100,29 @@ class SuperpixelConfig(Section):
     compactness: float = Field(10.0, gt=0)
 
 
+class SelfSupervisedConfig(Section):
+    """SimCLR (Chen et al., ICML 2020) trained once on the pool's frames, no labels: the frame
+    embedding space of TypiClust and ProbCover as their papers specify it (TypiClust Sec. 3.1,
+    ProbCover Sec. 4). ``scoring.embedding_model: self_supervised`` turns it on."""
+
+    epochs: int = Field(60, ge=1, description="passes over the training frames")
+    batch_size: int = Field(128, ge=2, description="frames per step; 2 x this views (NT-Xent)")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    temperature: float = Field(0.5, gt=0, description="NT-Xent temperature tau")
+    projection_dim: int = Field(128, ge=2, description="output of the 2-layer projection head")
+    image_size: tuple[int, int] | None = Field(
+        None, description="[height, width] frames are resized to; None: data.image_size")
+    max_frames: int = Field(50_000, ge=2, description="train on at most this many pool frames "
+                            "(a seeded sample); every frame is still embedded")
+    seed: int = Field(0, description="seeds initialisation, sampling and the augmentations; "
+                      "fixed per pool, so every run and seed of a comparison shares one encoder")
+    cache: str | None = Field(None, description="directory of trained encoders (one per data + "
+                              "setting); None: <reference dir's parent>/ssl_cache for rayal run / "
+                              "compare, <output_dir>/ssl_cache for rayal score")
+    checkpoint: str | None = Field(None, description="a trained encoder file (set by rayal once "
+                                   "trained; give one to skip training)")
+
+
 class ScoringConfig(Section):
     """What the scoring job computes for every frame."""
 
@@ -126,6 +149,11 @@ class ScoringConfig(Section):
     top_k_regions: int | None = Field(
         16, ge=1, description="keep per frame the union of the top-k regions of every score key")
     embeddings: list[Literal["frame", "region"]] = Field(default_factory=list)
+    embedding_model: Literal["model", "self_supervised"] = Field(
+        "model", description="model: the task model's deepest encoder map, pooled; "
+        "self_supervised: a SimCLR encoder trained once on the pool (scoring.self_supervised), "
+        "frame embeddings only")
+    self_supervised: SelfSupervisedConfig = Field(default_factory=SelfSupervisedConfig)
     embedding_dtype: Literal["float16", "float32"] = "float16"
     scale: float = Field(1.0, gt=0.0, le=4.0, description="input scale the scores are computed at")
     batch_size: int = Field(8, ge=1)
@@ -156,6 +184,14 @@ class ScoringConfig(Section):
         if len(set(values)) != len(values):
             raise ValueError(f"duplicate measure in {values}")
         return values
+
+    @model_validator(mode="after")
+    def _self_supervised_frames(self) -> "ScoringConfig":
+        if self.embedding_model == "self_supervised" and self.embeddings != ["frame"]:
+            raise ValueError("scoring.embedding_model 'self_supervised' gives frame embeddings "
+                             f"only: set scoring.embeddings to [frame] (got {self.embeddings}); "
+                             "region embeddings come from embedding_model 'model'")
+        return self
 
     @model_validator(mode="after")
     def _mc_measures_need_samples(self) -> "ScoringConfig":

@@ -155,6 +155,17 @@ def with_region_cache(config: RayalConfig) -> RayalConfig:
     return config.model_copy(update={"scoring": scoring})
 
 
+def with_ssl_encoder(config: RayalConfig, progress: bool = False) -> RayalConfig:
+    """``config`` with its self-supervised encoder trained or found (``embedding_model:
+    self_supervised``), cached in ``ssl_cache`` beside the reference directory: every run of a
+    comparison, whatever its strategy or seed, embeds with that one encoder."""
+    from rayal.pipeline.loop.reference import reference_dir
+    from rayal.pipeline.score.self_supervised import with_self_supervised_encoder
+
+    return with_self_supervised_encoder(
+        config, join_uri(parent_uri(reference_dir(config)), "ssl_cache"), progress=progress)
+
+
 def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool = True,
                    report: Callable[[dict], None] | None = None) -> dict:
     """Run (or resume) one AL experiment; returns the summary written to ``summary.json``."""
@@ -174,6 +185,7 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
                          "to continue it or choose another output_dir")
     write_run_metadata(config, run_dir)
     config = with_region_cache(config)
+    config = with_ssl_encoder(config, progress)
     init_ray(config.ray)
     started = time.perf_counter()
     full_miou = full_supervision_miou(config, progress=progress)

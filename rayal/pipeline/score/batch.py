@@ -18,10 +18,13 @@ import torch
 from rayal.config.sections import PIXEL_MEASURES, RayalConfig
 from rayal.core.plugins import load_plugins
 from rayal.models import MadbalNet, model_from_config
+from rayal.errors import ConfigError
 from rayal.models.device import resolve_device
+from rayal.pipeline.score.self_supervised import load_self_supervised_encoder
 from rayal.scoring import CommitteeScorer, MCDropoutScorer, MultiHeadScorer
 from rayal.scoring.tables import frame_columns, frame_embedding_rows, region_columns
 from rayal.train.checkpoint import read_checkpoint
+from rayal.train.simclr import embed_frames
 
 
 def _nullable(values: np.ndarray, good: np.ndarray, total: int) -> pa.Array:
@@ -56,9 +59,12 @@ class FrameBatchScorer:
         self.num_classes = self.model.num_classes
         sc = self.config.scoring
         self.want_region_emb = "region" in sc.embeddings
+        self.ssl = self._load_self_supervised()
+        model_frame_emb = "frame" in sc.embeddings and self.ssl is None
         common = dict(mc_samples=sc.mc_samples if sc.uses_mc else 0, dropout_p=sc.dropout_p,
                       position=sc.dropout_position, point_estimate=sc.point_estimate, dice=sc.dice,
-                      want_ovr=sc.ovr, want_features=bool(sc.embeddings), scale=sc.scale,
+                      want_ovr=sc.ovr, want_features=self.want_region_emb or model_frame_emb,
+                      scale=sc.scale,
                       seed=self.config.seed)
         load_plugins(self.config.selection.plugins)   # their measures and units, in this worker
         if sc.mode == "multi_head":
@@ -72,6 +78,21 @@ class FrameBatchScorer:
         else:
             self.scorer = MCDropoutScorer(self.model, measures=sc.measures, **common)
         self.pixel_measures = [m for m in sc.measures if m in PIXEL_MEASURES]
+
+    def _load_self_supervised(self):
+        """(SimCLR net, input size) with ``scoring.embedding_model: self_supervised``, else None.
+
+        Raises:
+            ConfigError: no trained encoder is named (``with_self_supervised_encoder`` sets it).
+        """
+        ssl = self.config.scoring.self_supervised
+        if self.config.scoring.embedding_model != "self_supervised":
+            return None
+        if not ssl.checkpoint:
+            raise ConfigError("scoring.embedding_model 'self_supervised' needs a trained encoder "
+                              "in scoring.self_supervised.checkpoint (rayal score / run / compare "
+                              "train one; see rayal.pipeline.score.self_supervised)")
+        return load_self_supervised_encoder(ssl.checkpoint, self.device)
 
     def _load_model(self):
         """MC-dropout mode: any model. Multi-head mode: a MadbalNet; a checkpoint must hold
@@ -137,7 +158,11 @@ class FrameBatchScorer:
                                   self.want_region_emb)
             cols["frame_index"] = np.asarray(idx, dtype=np.int64)[cols["frame_index"]]
             regions.append(cols)
-        emb = frame_embedding_rows(scores) if "frame" in sc.embeddings else None
+        emb = None
+        if self.ssl is not None:
+            emb = embed_frames(self.ssl[0], x, self.ssl[1]).cpu().numpy()
+        elif "frame" in sc.embeddings:
+            emb = frame_embedding_rows(scores)
         return {"idx": np.asarray(idx), "frames": frames, "regions": regions, "frame_emb": emb}
 
     def _assemble(self, batch: dict, frame_ids: list[str], errors: list[str], parts: list[dict],

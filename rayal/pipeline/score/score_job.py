@@ -43,6 +43,7 @@ from rayal.pipeline.score.frames import (FrameSource, check_frame_store, check_u
                                    decode_frames, frame_source)
 from rayal.pipeline.score.manifest_source import ManifestDatasource
 from rayal.pipeline.score.ray_log_filter import ray_data_false_alarm_filtered
+from rayal.pipeline.score.self_supervised import with_self_supervised_encoder
 from rayal.pipeline.runtime import init_ray, quiet_ray_data, write_run_metadata
 from rayal.pipeline.score.sink import ScoreSink, clear_outputs, open_resume
 from rayal.pipeline.storage import remove_tree
@@ -186,6 +187,8 @@ def run_scoring(config: RayalConfig, *, progress: bool = True, pool=None,
         ValueError: ``resume`` and the committed parts were scored with another config.
     """
     config = _with_num_classes(config)
+    config = with_self_supervised_encoder(config, join_uri(config.output_dir, "ssl_cache"),
+                                          progress=progress)
     source = frame_source(config.data)
     check_unique_frame_ids(config.data)   # refused as `rayal pool init` refuses them
     check_frame_store(source)   # a refusing store fails here, naming the URI

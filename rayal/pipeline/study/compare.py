@@ -343,6 +343,7 @@ def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only:
 
     Returns ``{"table": str, "summaries": [run summary, ...], "skipped": int, "output_dir": str}``.
     """
+    from rayal.pipeline.loop.experiment import with_ssl_encoder
     from rayal.pipeline.loop.reference import full_supervision_miou
     from rayal.pipeline.runtime import init_ray, write_run_metadata
 
@@ -366,6 +367,7 @@ def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only:
     reference = config.model_copy(deep=True)   # the base setting, not a strategy's overrides
     reference.loop.reference_dir = configs[0].loop.reference_dir
     full_supervision_miou(reference, progress=progress)   # trained once, shared by every run
+    with_ssl_encoder(reference, progress)   # the self-supervised encoder too, if one is used
     summaries, skipped = [], 0
     for i, (run, label) in enumerate(zip(configs, run_labels(config)), 1):
         if progress:

@@ -361,6 +361,7 @@ def run_tune(config: RayalConfig, *, progress: bool = True) -> dict:
     "output_dir": str}``."""
     from ray import tune
 
+    from rayal.pipeline.loop.experiment import with_ssl_encoder
     from rayal.pipeline.loop.reference import full_supervision_miou
     from rayal.pipeline.runtime import init_ray, write_run_metadata
 
@@ -378,6 +379,7 @@ def run_tune(config: RayalConfig, *, progress: bool = True) -> dict:
     cluster = ray.cluster_resources()   # one trial and its nested work must fit, or no trial ever ends
     check_trial_fits(config, cluster.get("CPU", 0.0), cluster.get("GPU", 0.0))
     full = full_supervision_miou(config, progress=progress)   # once, before any trial
+    with_ssl_encoder(config, progress)   # the self-supervised encoder too, if one is used
     # trials run in this process's working directory, like the scoring actors, so relative
     # data paths mean the same thing everywhere
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")

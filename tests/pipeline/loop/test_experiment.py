@@ -116,3 +116,25 @@ def test_representative_start_and_diverse_rounds(ray_local, tiny_config, tmp_pat
     rounds = pq.read_table(tmp_path / "typ" / "rounds.parquet").to_pylist()
     assert [r["strategy"] for r in rounds] == ["typiclust", "entropy"]
     assert [r["labelled_units"] for r in rounds] == [3, 6]
+
+
+def test_representative_picks_in_a_self_supervised_space(ray_local, tiny_config, tmp_path):
+    """scoring.embedding_model self_supervised: the run trains one SimCLR encoder beside its
+    reference, before round 0, and TypiClust (round 0) and ProbCover (later) pick in its space."""
+    cfg = tiny_config("run", output_dir=str(tmp_path / "ssl"), pool={"unit": "image"},
+                      scoring={"units": [], "embeddings": ["frame"], "embedding_model": "self_supervised",
+                               "self_supervised": {"epochs": 2, "batch_size": 4}},
+                      selection={"strategy": "probcover", "budget": 3, "params": {"n_clusters": 2}},
+                      loop={"initial": 3, "initial_strategy": "typiclust",
+                            "initial_params": {"k_neighbours": 2, "min_cluster_size": 1}})
+    cfg["selection"]["params"] = {"n_clusters": 2}   # not merged with the tiny entropy's
+    path = tmp_path / "ssl.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path), "--no-progress"]) == 0
+    rounds = pq.read_table(tmp_path / "ssl" / "rounds.parquet").to_pylist()
+    assert [r["strategy"] for r in rounds] == ["typiclust", "probcover"]
+    assert [r["labelled_units"] for r in rounds] == [3, 6]
+    encoders = list((tmp_path / "ssl" / "ssl_cache").glob("simclr-*.pt"))
+    assert len(encoders) == 1
+    record = json.loads(encoders[0].with_suffix(".json").read_text())
+    assert record["frames"] == 10 and len(record["losses"]) == 2

@@ -1,0 +1,168 @@
+"""The pool's self-supervised encoder (``scoring.embedding_model: self_supervised``): trained
+once per data + setting with SimCLR (:mod:`rayal.train.simclr`), kept in a cache, loaded by
+every scoring actor, which then writes SimCLR frame embeddings instead of the task model's.
+
+    config = with_self_supervised_encoder(config, default_cache)   # trains or finds it
+    net, size = load_self_supervised_encoder(config.scoring.self_supervised.checkpoint)
+
+The encoder sees no labels, only the pool split's frames (at most ``max_frames`` of them, a
+seeded sample), so it is the same for every strategy and seed of a comparison; its seed is
+``scoring.self_supervised.seed``. Training runs in the calling process on ``device``.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from rayal.config.sections import RayalConfig
+from rayal.data.io import exists, has_scheme, join_uri, read_bytes, write_bytes
+from rayal.errors import ConfigError
+
+FORMAT = "rayal-simclr"
+_NOT_IN_KEY = ("cache", "checkpoint")
+
+
+def ssl_image_size(config: RayalConfig) -> tuple[int, int]:
+    """[H, W] the encoder sees: ``scoring.self_supervised.image_size``, else ``data.image_size``,
+    else the synthetic scenes' size.
+
+    Raises:
+        ConfigError: neither is set for a folder or manifest pool (frames of any size).
+    """
+    ssl, data = config.scoring.self_supervised, config.data
+    if ssl.image_size is not None:
+        return tuple(ssl.image_size)
+    if data.image_size is not None:
+        return tuple(data.image_size)
+    if data.source == "synthetic":
+        return (data.synthetic.height, data.synthetic.width)
+    raise ConfigError("scoring.embedding_model 'self_supervised' needs a fixed frame size: set "
+                      "scoring.self_supervised.image_size (or data.image_size)")
+
+
+def encoder_key(config: RayalConfig) -> str:
+    """Hash of what the encoder depends on: the pool's frames, the encoder, the SimCLR setting."""
+    data = config.data.model_dump(mode="json")
+    data = {k: data[k] for k in ("source", "root", "images", "manifest", "pool_split",
+                                 "split_files", "limit", "synthetic")}
+    for k in ("root", "manifest"):   # one folder, wherever the job was started from
+        if data[k] and not has_scheme(data[k]):
+            data[k] = os.path.abspath(data[k])
+    what = {"data": data,
+            "encoder": config.model.encoder, "depth": config.model.encoder_depth,
+            "size": list(ssl_image_size(config)),
+            "ssl": config.scoring.self_supervised.model_dump(mode="json", exclude=set(_NOT_IN_KEY))}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def with_self_supervised_encoder(config: RayalConfig, default_cache: str, *,
+                                 progress: bool = False) -> RayalConfig:
+    """``config`` with ``scoring.self_supervised.checkpoint`` set: the cached encoder of this
+    data + setting, trained now if the cache lacks it. Unchanged when the embedding model is the
+    task model or a checkpoint is already given."""
+    sc = config.scoring
+    ssl = sc.self_supervised
+    if sc.embedding_model != "self_supervised" or ssl.checkpoint:
+        return config
+    cache = ssl.cache or default_cache
+    if not has_scheme(cache):
+        cache = os.path.abspath(cache)
+    path = join_uri(cache, f"simclr-{encoder_key(config)}.pt")
+    if not exists(path):
+        _train_and_save(config, path, progress)
+    ssl = ssl.model_copy(update={"checkpoint": path, "cache": cache})
+    return config.model_copy(update={"scoring": sc.model_copy(update={"self_supervised": ssl})})
+
+
+def training_frames(config: RayalConfig, size: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """(N, H, W, 3) uint8 frames at ``size``: a seeded sample of at most ``max_frames`` of the
+    pool split; frames that cannot be read are skipped (scoring quarantines them). Returns the
+    frames and how many were skipped."""
+    from rayal.data.decode import resize_image
+    from rayal.data.errors import FrameError
+    from rayal.pipeline.score.frames import DecodeFrames, pool_frame_batches
+
+    ssl = config.scoring.self_supervised
+    rows = [(f, u) for b in pool_frame_batches(config.data)
+            for f, u in zip(b.column("frame_id").to_pylist(), b.column("uri").to_pylist())]
+    if len(rows) > ssl.max_frames:
+        keep = np.random.default_rng(ssl.seed).choice(len(rows), ssl.max_frames, replace=False)
+        rows = [rows[i] for i in np.sort(keep)]
+    decode = DecodeFrames(config.data, config.scoring)
+    images, skipped = [], 0
+    for frame_id, uri in rows:
+        try:
+            images.append(resize_image(decode.load(frame_id, uri), size))
+        except FrameError:
+            skipped += 1
+    if len(images) < 2:
+        raise ConfigError(f"scoring.embedding_model 'self_supervised': {len(images)} readable "
+                          f"pool frame(s) ({skipped} unreadable); SimCLR needs at least 2")
+    return np.stack(images), skipped
+
+
+def _train_and_save(config: RayalConfig, path: str, progress: bool) -> None:
+    from rayal.models.device import resolve_device
+    from rayal.train.simclr import train_simclr
+
+    ssl = config.scoring.self_supervised
+    size = ssl_image_size(config)
+    frames, skipped = training_frames(config, size)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
+    if log:
+        log(f"self-supervised encoder: SimCLR, {ssl.epochs} epochs on {len(frames)} pool frames "
+            f"at {size[0]}x{size[1]}, once (kept in {path})")
+    tic = time.perf_counter()
+    net, losses = train_simclr(
+        frames, encoder=config.model.encoder, depth=config.model.encoder_depth, size=size,
+        epochs=ssl.epochs, batch_size=ssl.batch_size, lr=ssl.lr, temperature=ssl.temperature,
+        projection_dim=ssl.projection_dim, seed=ssl.seed, device=str(resolve_device(config.device)),
+        log=log)
+    record = {"format": FORMAT, "encoder": config.model.encoder,
+              "depth": config.model.encoder_depth, "projection_dim": ssl.projection_dim,
+              "size": list(size), "frames": len(frames), "skipped": skipped, "losses": losses,
+              "seconds": time.perf_counter() - tic, "key": encoder_key(config)}
+    buffer = io.BytesIO()
+    torch.save({**record, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, buffer)
+    _write_atomic(path, buffer.getvalue())
+    _write_atomic(path[:-3] + ".json", json.dumps(record, indent=1).encode())
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    """Object stores publish a put whole; a local file is written aside and renamed."""
+    if has_scheme(path):
+        write_bytes(path, data)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def load_self_supervised_encoder(path: str, device: str | torch.device = "cpu"):
+    """(SimCLRNet in eval mode on ``device``, its input [H, W]) from a file this module wrote.
+
+    Raises:
+        ConfigError: the file is not a rayal SimCLR encoder (naming the path).
+    """
+    from rayal.train.simclr import SimCLRNet
+
+    try:
+        state = torch.load(io.BytesIO(read_bytes(path)), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is reported with its path
+        raise ConfigError(f"scoring.self_supervised.checkpoint {path}: cannot read it "
+                          f"({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ConfigError(f"scoring.self_supervised.checkpoint {path} is not a rayal SimCLR "
+                          "encoder")
+    net = SimCLRNet(state["encoder"], state["depth"], state["projection_dim"])
+    net.load_state_dict(state["state_dict"])
+    return net.to(device).eval(), tuple(state["size"])
