@@ -32,10 +32,10 @@ def add_experiment_parsers(sub, add_config_args) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rayal.pipeline.loop.experiment import run_with_baseline
-    from rayal.pipeline.loop.selection_params import check_selection
+    from rayal.pipeline.loop.selection_params import check_run
 
     config = load_config(args.config, args.overrides)
-    check_selection(config)   # a strategy's bad params fail now, not after round 0
+    check_run(config)   # a strategy's bad params or missing tables fail now, not after round 0
     run_with_baseline(config, resume=args.resume, progress=not args.no_progress)
     return 0
 

@@ -224,7 +224,7 @@ def cmd_pool(args: argparse.Namespace) -> int:
         return _repair(config)
     if args.pool_command == "select":   # a bad strategy or params: named before Ray starts
         load_plugins(args.plugin)
-        check_selection(config)
+        check_selection(config, check_tables=False)   # tables: the --scores directory's
     if args.pool_command in ("export", "ingest"):   # an unknown format: named before Ray starts
         from rayal.pool.formats import get_exporter, get_importer
 

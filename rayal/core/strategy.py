@@ -8,6 +8,8 @@ score tables, a read-only pool view, a :class:`~rayal.core.query.Budget` and a s
 - ``level`` (``"image"`` | ``"region"``) and ``units`` (supported units: ``"any"``,
   ``"region"`` = every region-level unit, or a tuple of names);
 - ``supports_cost``: counts budgets in clicks as well as units;
+- ``needs_embeddings``: it reads its unit's rows of the ``embeddings`` table
+  (``scoring.embeddings``), checked against the config before any work starts;
 - ``score_source``: whose score tables it selects from (``"model"``: the segmentation model's,
   or the name of an extra scorer the loop runs first, e.g. ``"vaal"``);
 - :meth:`Strategy.round_params`: parameters it needs from the run each round (the AL round
@@ -59,6 +61,7 @@ class Strategy(ABC):
     level: ClassVar[Literal["image", "region"]] = "image"
     units: ClassVar[str | tuple[str, ...]] = "any"
     supports_cost: ClassVar[bool] = False
+    needs_embeddings: ClassVar[bool] = False
     score_source: ClassVar[str] = "model"
 
     @classmethod

@@ -78,6 +78,8 @@ class CoreSet(Strategy):
     chunk: block size for the labelled-set distance pass (rows and centres per block).
     """
 
+    needs_embeddings = True   # its score tables must hold this unit's embeddings
+
     def __init__(self, unit: str = "image", chunk: int = 4096):
         check_choice("unit", unit, UNITS)
         check_range("chunk", chunk, 1, integer=True)

@@ -68,6 +68,8 @@ class DensityWeighted(Strategy):
     unit: ``"image"`` | ``"patch"`` | ``"superpixel"``.
     """
 
+    needs_embeddings = True   # its score tables must hold this unit's embeddings
+
     def __init__(self, score: str = "entropy_mean", beta: float = 1.0, sample_size: int = 2000,
                  unit: str = "image"):
         check_column("score", score)

@@ -101,6 +101,7 @@ class MADBAL(Strategy):
     n_init: k-means restarts; batch_size / embedding_batch_size: rows per streamed batch.
     """
 
+    needs_embeddings = True   # its score tables must hold this unit's embeddings
     level = "region"
     units = "region"
 

@@ -218,6 +218,7 @@ class MEAL(Strategy):
     above N_I returns the N_I candidates.
     """
 
+    needs_embeddings = True   # its score tables must hold this unit's embeddings
     level = "region"
     units = "region"
 

@@ -118,6 +118,8 @@ class ProbCover(Strategy):
     embeddings: at most 2). max_points >= 1: selectable units used at most (default 20,000).
     """
 
+    needs_embeddings = True   # its score tables must hold this unit's embeddings
+
     def __init__(self, unit: str = "image", purity: float = 0.95, n_clusters: int = 10,
                  delta: float | None = None, max_points: int = 20_000):
         check_choice("unit", unit, UNITS)

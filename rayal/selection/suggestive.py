@@ -69,6 +69,8 @@ class SuggestiveAnnotation(Strategy):
     unit: ``"image"`` | ``"patch"`` | ``"superpixel"``.
     """
 
+    needs_embeddings = True   # its score tables must hold this unit's embeddings
+
     def __init__(self, score: str | None = None, k_factor: float = 2.0, sample_size: int = 2000,
                  unit: str = "image", committee: int = 0, committee_score: str = "variance_mean"):
         check_range("committee", committee, 0, integer=True)

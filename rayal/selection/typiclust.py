@@ -89,6 +89,8 @@ class TypiClust(Strategy):
     clustered at most (a seeded sample beyond it; default 50,000).
     """
 
+    needs_embeddings = True   # its score tables must hold this unit's embeddings
+
     def __init__(self, unit: str = "image", k_neighbours: int = 20, min_cluster_size: int = 5,
                  max_clusters: int = 500, max_points: int = 50_000):
         check_choice("unit", unit, UNITS)

@@ -13,7 +13,7 @@ import inspect
 
 from rayal.config import ConfigError, RayalConfig
 
-__all__ = ["check_selection", "check_strategy_params", "selection_params", "strategy_class",
+__all__ = ["check_run", "check_selection", "check_strategy_params", "check_strategy_tables", "selection_params", "strategy_class",
            "strategy_takes"]
 
 
@@ -34,8 +34,11 @@ def strategy_takes(name: str) -> set[str]:
     return (set(inspect.signature(strategy_class(name).__init__).parameters) - {"self"}) | set(PARAMS)
 
 
-def check_strategy_params(name: str, params: dict, where: str) -> None:
-    """Build the strategy once so that a bad parameter fails now, naming ``where``."""
+def check_strategy_params(name: str, params: dict, where: str,
+                          config: RayalConfig | None = None) -> None:
+    """Build the strategy once so that a bad parameter fails now, naming ``where``; with
+    ``config``, also refuse a strategy that reads embeddings the scoring does not write
+    (:func:`check_strategy_tables`)."""
     from rayal.selection import get_strategy
 
     unknown = sorted(set(params) - strategy_takes(name))
@@ -43,9 +46,29 @@ def check_strategy_params(name: str, params: dict, where: str) -> None:
         raise ConfigError(f"{where}: strategy {name!r} takes no parameter(s) {unknown}; it takes "
                           f"{sorted(strategy_takes(name))}")
     try:
-        get_strategy(name, **params)
+        strategy = get_strategy(name, **params)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: {err}") from None
+    if config is not None:
+        check_strategy_tables(strategy, params.get("unit", config.pool.unit), where, config)
+
+
+def check_strategy_tables(strategy, unit: str, where: str, config: RayalConfig) -> None:
+    """A strategy that reads ``unit`` embeddings (``needs_embeddings``: TypiClust, ProbCover,
+    core-set, the diversity stage, ...) with ``scoring.embeddings`` lacking that level is refused
+    now, before a reference or a round is trained, instead of failing at its first selection.
+
+    Raises:
+        ConfigError: naming ``where``, the strategy and the setting to add.
+    """
+    from rayal.core.units import get_unit
+
+    if not getattr(strategy, "needs_embeddings", False):
+        return
+    level = "frame" if get_unit(unit).level == "image" else "region"
+    if level not in config.scoring.embeddings:
+        raise ConfigError(f"{where}: strategy {strategy.name!r} picks in {unit} embedding space; "
+                          f"add '{level}' to scoring.embeddings (now {config.scoring.embeddings})")
 
 
 def selection_params(config: RayalConfig, strategy: str | None = None,
@@ -72,11 +95,13 @@ def selection_params(config: RayalConfig, strategy: str | None = None,
     return out
 
 
-def check_selection(config: RayalConfig) -> None:
+def check_selection(config: RayalConfig, check_tables: bool = True) -> None:
     """Build ``selection.strategy`` with :func:`selection_params` once, so that an unknown
     strategy or a parameter it does not take (e.g. ``aggregate`` left in ``selection.params``
     after ``--set selection.strategy=random``) is a :class:`ConfigError` naming
-    ``selection.params`` before any work starts."""
+    ``selection.params`` before any work starts. ``check_tables``: also refuse embeddings the
+    config's scoring does not write (off for ``rayal pool select``, whose score directory may
+    come from another config)."""
     strategy = config.selection.strategy
     try:
         strategy_class(strategy)
@@ -88,4 +113,17 @@ def check_selection(config: RayalConfig) -> None:
         raise ConfigError(f"selection.params: strategy {strategy!r} takes no parameter(s) {unknown} "
                           f"(--set selection.params={{}} clears them); it takes "
                           f"{sorted(strategy_takes(strategy))}")
-    check_strategy_params(strategy, params, "selection.params")
+    check_strategy_params(strategy, params, "selection.params", config if check_tables else None)
+
+
+def check_run(config: RayalConfig) -> None:
+    """:func:`check_selection`, then the cold-start strategy (``loop.initial_strategy`` with
+    ``loop.initial_params``) the same way, before a simulated run starts."""
+    check_selection(config)
+    initial = config.loop.initial_strategy
+    try:
+        strategy_class(initial)
+    except ConfigError as err:
+        raise ConfigError(f"loop.initial_strategy: {err}") from None
+    check_strategy_params(initial, selection_params(config, initial, config.loop.initial_params),
+                          "loop.initial_params", config)

@@ -31,7 +31,7 @@ from rayal.config import ConfigError, RayalConfig, dump_config
 from rayal.config.loader import config_from_dict
 from rayal.data import exists, join_uri, read_bytes, write_bytes
 from rayal.pipeline.loop.reports import plot_learning_curves
-from rayal.pipeline.loop.selection_params import check_strategy_params
+from rayal.pipeline.loop.selection_params import check_run, check_strategy_params
 from rayal.pipeline.storage import absolute, read_json, read_parquet, save_plot, write_parquet
 
 TABLE_FILE, PARQUET_FILE, PLOT_FILE = "comparison.md", "comparison.parquet", "comparison.png"
@@ -56,7 +56,8 @@ def strategy_raw(base: RayalConfig, strategy: str, params: dict[str, dict],
     raw["loop"] = dict(raw["loop"], baseline=None)   # a comparison holds its own baselines
     extra = overrides.get(strategy, [])
     config = config_from_dict(raw, extra, source=f"{where} (overrides {extra})")
-    check_strategy_params(registered, config.selection.params, f"{where}.params[{strategy!r}]")
+    check_strategy_params(registered, config.selection.params, f"{where}.params[{strategy!r}]",
+                          config)
     return config.model_dump(mode="json")
 
 
@@ -362,6 +363,7 @@ def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only:
         return {"table": write_comparison(config, done, summaries), "summaries": summaries,
                 "skipped": len(done), "output_dir": config.output_dir}
     configs = run_configs(config)   # validates every strategy's params and overrides up front
+    check_run(configs[0])   # and the cold start's
     write_run_metadata(config, config.output_dir)
     init_ray(config.ray)
     reference = config.model_copy(deep=True)   # the base setting, not a strategy's overrides

@@ -67,7 +67,7 @@ def trial_config(base: RayalConfig, params: dict) -> tuple[RayalConfig, list[str
         set_path(raw, key.split("."), value.item() if isinstance(value, np.generic) else value,
                  f"tune.search_space[{key!r}]")   # YAML-safe
     config = config_from_dict(raw, source=f"tune trial {params}")
-    check_strategy_params(strategy, selection_params(config), f"tune trial {params}")
+    check_strategy_params(strategy, selection_params(config), f"tune trial {params}", config)
     return config, inactive
 
 
