@@ -35,6 +35,9 @@ class ServeConfig(Section):
     max_lease: int = Field(100, ge=1, description="most tasks one lease request returns")
     retrain_every: int | None = Field(None, ge=1, description="retrain after this many new labels")
     replicas: int = Field(1, ge=1, description="ingress replicas")
+    start_timeout_s: float = Field(300.0, gt=0, description="how long start-up waits for Ray "
+                                   "Serve's HTTP proxy (Ray gives up after a fixed 60 s; a "
+                                   "loaded node can need longer): its wait is repeated until this")
     max_ongoing_requests: int = Field(64, ge=1, description="requests one ingress replica "
                                       "handles at once (Ray Serve's default of 5 queues leases "
                                       "at the proxy behind labels waiting on their fsync)")

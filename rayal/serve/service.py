@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from ray import serve
 
@@ -45,6 +46,29 @@ def serve_dir_of(config: RayalConfig) -> str:
     return os.path.abspath(os.path.join(config.output_dir, "serve"))
 
 
+def waiting_for_proxy(step, deadline: float, timeout_s: float):
+    """Run ``step`` (``serve.start`` / ``serve.run``), again while it fails only because Ray
+    Serve's HTTP proxy was not ready within Ray's fixed 60 s and ``deadline`` (monotonic
+    seconds) has not passed; both calls are idempotent (a second ``serve.start`` finds the
+    controller, a second ``serve.run`` redeploys the same application).
+
+    Raises:
+        TimeoutError: the proxy was still not ready at ``deadline``, naming
+            ``serve.start_timeout_s``; any other error of ``step`` at once.
+    """
+    while True:
+        try:
+            return step()
+        except TimeoutError as err:
+            if "not available after" not in str(err):
+                raise
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"rayal serve: Ray Serve's HTTP proxy was not ready within "
+                                   f"serve.start_timeout_s={timeout_s:g} s ({err}); the node may "
+                                   "be overloaded: raise serve.start_timeout_s") from err
+            print(f"rayal serve: {err} Waiting on.", file=sys.stderr, flush=True)
+
+
 def start_service(config: RayalConfig, out=None) -> dict:
     """Everything but the wait: returns ``{"url", "token_file", "serve_dir"}``."""
     import pyarrow as pa
@@ -74,11 +98,13 @@ def start_service(config: RayalConfig, out=None) -> dict:
     _HANDLES[config.pool.project] = (get_or_create_desk(config, sdir),
                                      get_or_create_runner(config, sdir))
     host, port = config.serve.host, config.serve.port
-    serve.start(http_options={"host": host, "port": port})
+    deadline = time.monotonic() + config.serve.start_timeout_s
+    waiting_for_proxy(lambda: serve.start(http_options={"host": host, "port": port}), deadline,
+                      config.serve.start_timeout_s)
     deployment = ingress_deployment(config)
-    serve.run(deployment.bind(config.model_dump(mode="json"), sdir,
-                              [t.model_dump() for t in tokens]),
-              name=APP_NAME, route_prefix="/")
+    app = deployment.bind(config.model_dump(mode="json"), sdir, [t.model_dump() for t in tokens])
+    waiting_for_proxy(lambda: serve.run(app, name=APP_NAME, route_prefix="/"), deadline,
+                      config.serve.start_timeout_s)
     url = f"http://{host}:{port}"
     print(f"rayal serve: project {config.pool.project!r} at {url} (API docs {url}/docs)", file=out)
     if token_file:

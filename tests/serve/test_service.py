@@ -19,7 +19,7 @@ from rayal.serve.testing import demo_config, free_port, start_serve, stop_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN, ANNOTATOR, OTHER = "admin-token-0123456789", "annot-token-0123456789", "other-token-0123456789"
-START_TIMEOUT, JOB_TIMEOUT = 240, 300
+START_TIMEOUT, JOB_TIMEOUT = 420, 300   # start: above serve.start_timeout_s (300)
 
 
 def call(url, method="GET", body=None, token=None, raw: bytes | None = None):
