@@ -187,7 +187,8 @@ class Diverse(Strategy):
 
     @property
     def needs_embeddings(self) -> bool:
-        return self.diversity != "none" or self.dedup_threshold is not None
+        return (getattr(self.inner, "needs_embeddings", False) or self.diversity != "none"
+                or self.dedup_threshold is not None)
 
     def select(self, tables: ScoreTables, pool: PoolView, budget: Budget, seed: int) -> Query:
         n = unit_budget(budget, self)

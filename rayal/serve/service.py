@@ -46,27 +46,47 @@ def serve_dir_of(config: RayalConfig) -> str:
     return os.path.abspath(os.path.join(config.output_dir, "serve"))
 
 
-def waiting_for_proxy(step, deadline: float, timeout_s: float):
-    """Run ``step`` (``serve.start`` / ``serve.run``), again while it fails only because Ray
-    Serve's HTTP proxy was not ready within Ray's fixed 60 s and ``deadline`` (monotonic
-    seconds) has not passed; both calls are idempotent (a second ``serve.start`` finds the
-    controller, a second ``serve.run`` redeploys the same application).
+def _value(state) -> str:
+    return getattr(state, "value", state)
+
+
+def proxies_healthy() -> bool:
+    """True once Ray Serve has proxies and every one is healthy."""
+    proxies = serve.status().proxies
+    return bool(proxies) and all(_value(p) == "HEALTHY" for p in proxies.values())
+
+
+def proxies_ready() -> bool:
+    """:func:`proxies_healthy`, and the rayal application is running."""
+    app = serve.status().applications.get(APP_NAME)
+    return proxies_healthy() and app is not None and _value(app.status) == "RUNNING"
+
+
+def waiting_for_proxy(step, ready, deadline: float, timeout_s: float, poll_s: float = 2.0) -> None:
+    """Run ``step`` (``serve.start`` / ``serve.run``) once; when it fails only because Ray
+    Serve's HTTP proxy was not ready within Ray's fixed 60 s, poll ``ready`` (every ``poll_s``)
+    until it holds or ``deadline`` (monotonic seconds) passes. The step is never repeated: a
+    second ``serve.run`` would roll out new replicas (Ray versions each deploy anew).
 
     Raises:
-        TimeoutError: the proxy was still not ready at ``deadline``, naming
-            ``serve.start_timeout_s``; any other error of ``step`` at once.
+        TimeoutError: still not ready at ``deadline``, naming ``serve.start_timeout_s``; any
+            other error of ``step`` at once.
     """
-    while True:
-        try:
-            return step()
-        except TimeoutError as err:
-            if "not available after" not in str(err):
-                raise
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"rayal serve: Ray Serve's HTTP proxy was not ready within "
-                                   f"serve.start_timeout_s={timeout_s:g} s ({err}); the node may "
-                                   "be overloaded: raise serve.start_timeout_s") from err
-            print(f"rayal serve: {err} Waiting on.", file=sys.stderr, flush=True)
+    try:
+        step()
+        return
+    except TimeoutError as err:
+        if "not available after" not in str(err):
+            raise
+        late = err
+    print(f"rayal serve: {late} Waiting on, up to serve.start_timeout_s.", file=sys.stderr, flush=True)
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(poll_s)
+    raise TimeoutError(f"rayal serve: Ray Serve's HTTP proxy was not ready within "
+                       f"serve.start_timeout_s={timeout_s:g} s ({late}); the node may be "
+                       "overloaded: raise serve.start_timeout_s") from late
 
 
 def start_service(config: RayalConfig, out=None) -> dict:
@@ -79,6 +99,7 @@ def start_service(config: RayalConfig, out=None) -> dict:
     from rayal.pool.coordinator import get_or_create_coordinator
     from rayal.serve.auth import resolve_tokens
     from rayal.serve.jobs import get_or_create_runner
+    from rayal.pipeline.score.self_supervised import with_self_supervised_encoder
     from rayal.serve.leases import get_or_create_desk
 
     out = out or sys.stdout
@@ -88,6 +109,8 @@ def start_service(config: RayalConfig, out=None) -> dict:
     os.makedirs(sdir, exist_ok=True)
     tokens, token_file = resolve_tokens(config.serve.tokens, sdir, config.pool.project)
     init_ray(config.ray)
+    # a self-supervised embedding space is trained once here, not by every round's scoring job
+    config = with_self_supervised_encoder(config, os.path.join(sdir, "ssl_cache"), progress=True)
     pool = get_or_create_coordinator(config.pool)
     if ray.get(pool.status.remote())["frames"] == 0:
         total = 0
@@ -98,13 +121,13 @@ def start_service(config: RayalConfig, out=None) -> dict:
     _HANDLES[config.pool.project] = (get_or_create_desk(config, sdir),
                                      get_or_create_runner(config, sdir))
     host, port = config.serve.host, config.serve.port
-    deadline = time.monotonic() + config.serve.start_timeout_s
-    waiting_for_proxy(lambda: serve.start(http_options={"host": host, "port": port}), deadline,
-                      config.serve.start_timeout_s)
+    deadline, timeout_s = time.monotonic() + config.serve.start_timeout_s, config.serve.start_timeout_s
+    waiting_for_proxy(lambda: serve.start(http_options={"host": host, "port": port}),
+                      proxies_healthy, deadline, timeout_s)
     deployment = ingress_deployment(config)
     app = deployment.bind(config.model_dump(mode="json"), sdir, [t.model_dump() for t in tokens])
-    waiting_for_proxy(lambda: serve.run(app, name=APP_NAME, route_prefix="/"), deadline,
-                      config.serve.start_timeout_s)
+    waiting_for_proxy(lambda: serve.run(app, name=APP_NAME, route_prefix="/"), proxies_ready,
+                      deadline, timeout_s)
     url = f"http://{host}:{port}"
     print(f"rayal serve: project {config.pool.project!r} at {url} (API docs {url}/docs)", file=out)
     if token_file:
@@ -122,6 +145,7 @@ def build_application(args: dict):
     import ray
 
     from rayal.config import load_config
+    from rayal.pipeline.score.self_supervised import with_self_supervised_encoder
     from rayal.pool.coordinator import get_or_create_coordinator
     from rayal.serve.auth import tokens_from_env
     from rayal.serve.jobs import get_or_create_runner
@@ -134,6 +158,7 @@ def build_application(args: dict):
                          "RAYAL_SERVE_ANNOTATOR_TOKEN (from a Secret)")
     sdir = serve_dir_of(config)
     os.makedirs(sdir, exist_ok=True)
+    config = with_self_supervised_encoder(config, os.path.join(sdir, "ssl_cache"))
     pool = get_or_create_coordinator(config.pool)
     if ray.get(pool.status.remote())["frames"] == 0:
         import pyarrow as pa

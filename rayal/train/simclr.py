@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-# SimCLR's CIFAR-10 augmentation (Chen et al. 2020, Appendix A / B.9), applied per view
+# crop area range: 0.2-1 as in the SimCLR that TypiClust / ProbCover use (SCAN's; MoCo v2 too);
+# SimCLR itself crops 0.08-1 (Appendix A), too small a piece of a 32x48 frame to keep a scene
 CROP_SCALE = (0.2, 1.0)
 
 
@@ -104,7 +105,7 @@ def train_simclr(images: np.ndarray, *, encoder: str, depth: int, size: tuple[in
     """Train SimCLR on ``images`` (N, H, W, 3) uint8 (frames already at ``size``).
 
     Seeded end to end (initialisation, batch order, augmentations): the same inputs give the
-    same weights on one device. Each epoch is ``floor(N / batch)`` full batches (the tail is
+    same weights on the CPU (on a GPU up to cuDNN's non-deterministic kernels). Each epoch is ``floor(N / batch)`` full batches (the tail is
     dropped, as in SimCLR's large-batch setting), or one batch of all N when N < batch.
 
     Returns:
@@ -116,8 +117,8 @@ def train_simclr(images: np.ndarray, *, encoder: str, depth: int, size: tuple[in
     n = len(images)
     if n < 2:
         raise ValueError(f"SimCLR needs at least 2 frames, got {n}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+        torch.manual_seed(seed)   # CPU and CUDA generators, both restored on exit
         net = SimCLRNet(encoder, depth, projection_dim).to(device)
         optimiser = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-6)
         data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)

@@ -13,7 +13,7 @@ import inspect
 
 from rayal.config import ConfigError, RayalConfig
 
-__all__ = ["check_run", "check_selection", "check_strategy_params", "check_strategy_tables", "selection_params", "strategy_class",
+__all__ = ["check_initial", "check_run", "check_selection", "check_strategy_params", "check_strategy_tables", "selection_params", "strategy_class",
            "strategy_takes"]
 
 
@@ -65,6 +65,7 @@ def check_strategy_tables(strategy, unit: str, where: str, config: RayalConfig) 
 
     if not getattr(strategy, "needs_embeddings", False):
         return
+    unit = getattr(strategy, "unit", unit)
     level = "frame" if get_unit(unit).level == "image" else "region"
     if level not in config.scoring.embeddings:
         raise ConfigError(f"{where}: strategy {strategy.name!r} picks in {unit} embedding space; "
@@ -117,9 +118,14 @@ def check_selection(config: RayalConfig, check_tables: bool = True) -> None:
 
 
 def check_run(config: RayalConfig) -> None:
-    """:func:`check_selection`, then the cold-start strategy (``loop.initial_strategy`` with
-    ``loop.initial_params``) the same way, before a simulated run starts."""
+    """:func:`check_selection`, then :func:`check_initial`, before a simulated run starts."""
     check_selection(config)
+    check_initial(config)
+
+
+def check_initial(config: RayalConfig) -> None:
+    """The cold-start strategy (``loop.initial_strategy`` with ``loop.initial_params``) checked
+    as :func:`check_selection` checks the rounds' one, tables included."""
     initial = config.loop.initial_strategy
     try:
         strategy_class(initial)

@@ -20,11 +20,9 @@ from rayal.core.plugins import load_plugins
 from rayal.models import MadbalNet, model_from_config
 from rayal.errors import ConfigError
 from rayal.models.device import resolve_device
-from rayal.pipeline.score.self_supervised import load_self_supervised_encoder
 from rayal.scoring import CommitteeScorer, MCDropoutScorer, MultiHeadScorer
 from rayal.scoring.tables import frame_columns, frame_embedding_rows, region_columns
 from rayal.train.checkpoint import read_checkpoint
-from rayal.train.simclr import embed_frames
 
 
 def _nullable(values: np.ndarray, good: np.ndarray, total: int) -> pa.Array:
@@ -92,6 +90,8 @@ class FrameBatchScorer:
             raise ConfigError("scoring.embedding_model 'self_supervised' needs a trained encoder "
                               "in scoring.self_supervised.checkpoint (rayal score / run / compare "
                               "train one; see rayal.pipeline.score.self_supervised)")
+        from rayal.pipeline.score.self_supervised import load_self_supervised_encoder
+
         return load_self_supervised_encoder(ssl.checkpoint, self.device)
 
     def _load_model(self):
@@ -160,6 +160,8 @@ class FrameBatchScorer:
             regions.append(cols)
         emb = None
         if self.ssl is not None:
+            from rayal.train.simclr import embed_frames
+
             emb = embed_frames(self.ssl[0], x, self.ssl[1]).cpu().numpy()
         elif "frame" in sc.embeddings:
             emb = frame_embedding_rows(scores)

@@ -95,7 +95,10 @@ def _gpus_per_actor(config: RayalConfig) -> float:
 def score_config_hash(config: RayalConfig) -> str:
     """What a score directory's rows depend on (model, scoring, data but its ``limit``, seed):
     committed parts are resumed only under the same hash."""
-    scoring = config.scoring.model_dump(mode="json", exclude={"commit_frames", "commit_seconds"})
+    skip = {"commit_frames", "commit_seconds"}
+    if config.scoring.embedding_model == "model":   # hashes of directories scored before it existed
+        skip |= {"embedding_model", "self_supervised"}
+    scoring = config.scoring.model_dump(mode="json", exclude=skip)
     data = config.data.model_dump(mode="json", exclude={"limit"})
     key = json.dumps([config.model.model_dump(mode="json"), scoring, data, config.seed],
                      sort_keys=True)
@@ -187,11 +190,11 @@ def run_scoring(config: RayalConfig, *, progress: bool = True, pool=None,
         ValueError: ``resume`` and the committed parts were scored with another config.
     """
     config = _with_num_classes(config)
-    config = with_self_supervised_encoder(config, join_uri(config.output_dir, "ssl_cache"),
-                                          progress=progress)
     source = frame_source(config.data)
     check_unique_frame_ids(config.data)   # refused as `rayal pool init` refuses them
     check_frame_store(source)   # a refusing store fails here, naming the URI
+    config = with_self_supervised_encoder(config, join_uri(config.output_dir, "ssl_cache"),
+                                          progress=progress)
     output_dir = config.output_dir
     config_hash = score_config_hash(config)
     remove_tree(join_uri(output_dir, "score_summary.json"))   # written again when finished

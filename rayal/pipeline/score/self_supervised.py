@@ -26,7 +26,9 @@ from rayal.data.io import exists, has_scheme, join_uri, read_bytes, write_bytes
 from rayal.errors import ConfigError
 
 FORMAT = "rayal-simclr"
-_NOT_IN_KEY = ("cache", "checkpoint")
+KEY_VERSION = 1   # bump when training (augmentations, head, schedule) changes what a key yields
+MAX_TRAINING_BYTES = 16 * 2**30   # the decoded training frames held in memory
+_NOT_IN_KEY = ("cache", "checkpoint", "image_size", "max_frames")
 
 
 def ssl_image_size(config: RayalConfig) -> tuple[int, int]:
@@ -47,15 +49,37 @@ def ssl_image_size(config: RayalConfig) -> tuple[int, int]:
                       "scoring.self_supervised.image_size (or data.image_size)")
 
 
-def encoder_key(config: RayalConfig) -> str:
-    """Hash of what the encoder depends on: the pool's frames, the encoder, the SimCLR setting."""
-    data = config.data.model_dump(mode="json")
-    data = {k: data[k] for k in ("source", "root", "images", "manifest", "pool_split",
-                                 "split_files", "limit", "synthetic")}
-    for k in ("root", "manifest"):   # one folder, wherever the job was started from
-        if data[k] and not has_scheme(data[k]):
-            data[k] = os.path.abspath(data[k])
-    what = {"data": data,
+def _pool_rows(config: RayalConfig):
+    """The pool split's ``(frame_id, uri)`` rows, streamed (``data.limit`` applied)."""
+    from rayal.pipeline.score.frames import pool_frame_batches
+
+    for batch in pool_frame_batches(config.data):
+        yield from zip(batch.column("frame_id").to_pylist(), batch.column("uri").to_pylist())
+
+
+def pool_listing(config: RayalConfig) -> tuple[int, str]:
+    """(frames, digest) of the pool split's ``(frame_id, uri)`` listing, streamed: a pool whose
+    frames are added, removed or moved gets another digest (a file rewritten in place under
+    the same URI does not)."""
+    digest, count = hashlib.sha256(), 0
+    for frame_id, uri in _pool_rows(config):
+        uri = uri if has_scheme(uri) else os.path.abspath(uri)
+        digest.update(f"{frame_id}\0{uri}\n".encode())
+        count += 1
+    return count, digest.hexdigest()
+
+
+def encoder_key(config: RayalConfig, listing: str | None = None, frames: int | None = None) -> str:
+    """Hash of what the encoder depends on: the pool's listing (:func:`pool_listing`), the frame
+    size it is decoded at and trained at, how many frames it trains on, the encoder, the SimCLR
+    setting and :data:`KEY_VERSION`; settings that give the same encoder give the same key."""
+    if listing is None or frames is None:
+        frames, listing = pool_listing(config)
+    data = config.data
+    what = {"version": KEY_VERSION, "listing": listing,
+            "decode": list(data.image_size) if data.image_size else None,
+            "synthetic": data.synthetic.model_dump(mode="json") if data.source == "synthetic" else None,
+            "frames": min(frames, config.scoring.self_supervised.max_frames),
             "encoder": config.model.encoder, "depth": config.model.encoder_depth,
             "size": list(ssl_image_size(config)),
             "ssl": config.scoring.self_supervised.model_dump(mode="json", exclude=set(_NOT_IN_KEY))}
@@ -74,27 +98,33 @@ def with_self_supervised_encoder(config: RayalConfig, default_cache: str, *,
     cache = ssl.cache or default_cache
     if not has_scheme(cache):
         cache = os.path.abspath(cache)
-    path = join_uri(cache, f"simclr-{encoder_key(config)}.pt")
+    count, listing = pool_listing(config)
+    path = join_uri(cache, f"simclr-{encoder_key(config, listing, count)}.pt")
     if not exists(path):
-        _train_and_save(config, path, progress)
+        _train_and_save(config, count, path, progress)
     ssl = ssl.model_copy(update={"checkpoint": path, "cache": cache})
     return config.model_copy(update={"scoring": sc.model_copy(update={"self_supervised": ssl})})
 
 
-def training_frames(config: RayalConfig, size: tuple[int, int]) -> tuple[np.ndarray, int]:
+def training_frames(config: RayalConfig, count: int,
+                    size: tuple[int, int]) -> tuple[np.ndarray, int]:
     """(N, H, W, 3) uint8 frames at ``size``: a seeded sample of at most ``max_frames`` of the
-    pool split; frames that cannot be read are skipped (scoring quarantines them). Returns the
-    frames and how many were skipped."""
+    pool's ``count`` frames (:func:`pool_listing`), streamed; frames that cannot be read are
+    skipped (scoring quarantines them). Returns the frames and how many were skipped."""
     from rayal.data.decode import resize_image
     from rayal.data.errors import FrameError
-    from rayal.pipeline.score.frames import DecodeFrames, pool_frame_batches
+    from rayal.pipeline.score.frames import DecodeFrames
 
     ssl = config.scoring.self_supervised
-    rows = [(f, u) for b in pool_frame_batches(config.data)
-            for f, u in zip(b.column("frame_id").to_pylist(), b.column("uri").to_pylist())]
-    if len(rows) > ssl.max_frames:
-        keep = np.random.default_rng(ssl.seed).choice(len(rows), ssl.max_frames, replace=False)
-        rows = [rows[i] for i in np.sort(keep)]
+    need = min(count, ssl.max_frames) * size[0] * size[1] * 3
+    if need > MAX_TRAINING_BYTES:
+        raise ConfigError(f"SimCLR would hold {min(count, ssl.max_frames)} frames at "
+                          f"{size[0]}x{size[1]} in memory ({need / 2**30:.1f} GiB): lower "
+                          "scoring.self_supervised.max_frames or image_size")
+    keep = None
+    if count > ssl.max_frames:
+        keep = set(np.random.default_rng(ssl.seed).choice(count, ssl.max_frames, replace=False).tolist())
+    rows = [row for i, row in enumerate(_pool_rows(config)) if keep is None or i in keep]
     decode = DecodeFrames(config.data, config.scoring)
     images, skipped = [], 0
     for frame_id, uri in rows:
@@ -108,13 +138,13 @@ def training_frames(config: RayalConfig, size: tuple[int, int]) -> tuple[np.ndar
     return np.stack(images), skipped
 
 
-def _train_and_save(config: RayalConfig, path: str, progress: bool) -> None:
+def _train_and_save(config: RayalConfig, count: int, path: str, progress: bool) -> None:
     from rayal.models.device import resolve_device
     from rayal.train.simclr import train_simclr
 
     ssl = config.scoring.self_supervised
     size = ssl_image_size(config)
-    frames, skipped = training_frames(config, size)
+    frames, skipped = training_frames(config, count, size)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
     if log:
         log(f"self-supervised encoder: SimCLR, {ssl.epochs} epochs on {len(frames)} pool frames "
@@ -128,7 +158,7 @@ def _train_and_save(config: RayalConfig, path: str, progress: bool) -> None:
     record = {"format": FORMAT, "encoder": config.model.encoder,
               "depth": config.model.encoder_depth, "projection_dim": ssl.projection_dim,
               "size": list(size), "frames": len(frames), "skipped": skipped, "losses": losses,
-              "seconds": time.perf_counter() - tic, "key": encoder_key(config)}
+              "seconds": time.perf_counter() - tic, "key": path.rsplit("simclr-", 1)[-1][:-3]}
     buffer = io.BytesIO()
     torch.save({**record, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, buffer)
     _write_atomic(path, buffer.getvalue())

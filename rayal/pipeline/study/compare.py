@@ -363,7 +363,8 @@ def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only:
         return {"table": write_comparison(config, done, summaries), "summaries": summaries,
                 "skipped": len(done), "output_dir": config.output_dir}
     configs = run_configs(config)   # validates every strategy's params and overrides up front
-    check_run(configs[0])   # and the cold start's
+    for run in configs[::len(config.compare.seeds)]:   # and each strategy's cold start
+        check_run(run)
     write_run_metadata(config, config.output_dir)
     init_ray(config.ray)
     reference = config.model_copy(deep=True)   # the base setting, not a strategy's overrides

@@ -37,7 +37,8 @@ from rayal.data.io import parent_uri
 from rayal.errors import RayalError
 from rayal.pipeline.study.compare import check_same_config, strategy_raw
 from rayal.pipeline.storage import absolute, read_json, read_parquet, save_plot, write_parquet
-from rayal.pipeline.loop.selection_params import check_strategy_params, selection_params, strategy_takes
+from rayal.pipeline.loop.selection_params import (check_initial, check_strategy_params, selection_params,
+                                                  strategy_takes)
 from rayal.pipeline.study.tune_resources import StallWatchdog, check_trial_fits, plan_concurrency
 
 RESULTS_FILE, BEST_FILE, PLOT_FILE = "tune_results.parquet", "best_config.yaml", "tune.png"
@@ -371,6 +372,7 @@ def run_tune(config: RayalConfig, *, progress: bool = True) -> dict:
     config.output_dir = out
     config.loop.reference_dir = absolute(config.loop.reference_dir or join_uri(out, "full"))
     validate_search_space(config)
+    check_initial(config)   # the cold start every trial shares
     check_same_config(config, ignore=("ray",))   # a restored sweep must be the same sweep
     write_run_metadata(config, out)
     init_ray(config.ray)

@@ -5,12 +5,16 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
 from rayal.cli.main import main
-from rayal.config import load_config
+from rayal.config import config_from_dict, load_config
 from rayal.config.sections import PoolConfig
 from rayal.data import unit_region_map
+from rayal.pipeline.score.frames import DecodeFrames
+from rayal.pipeline.score.self_supervised import load_self_supervised_encoder
+from rayal.train.simclr import embed_frames
 from rayal.data.splits import labelled_split
 from rayal.pipeline.loop.reports import curve_table
 from rayal.pool.coordinator import PoolCoordinator
@@ -138,3 +142,13 @@ def test_representative_picks_in_a_self_supervised_space(ray_local, tiny_config,
     assert len(encoders) == 1
     record = json.loads(encoders[0].with_suffix(".json").read_text())
     assert record["frames"] == 10 and len(record["losses"]) == 2
+    # round 0 selected in that encoder's space: its scores hold the encoder's embeddings
+    emb = pq.read_table(tmp_path / "ssl" / "round_000" / "scores" / "embeddings").to_pylist()
+    net, size = load_self_supervised_encoder(str(encoders[0]))
+    run = config_from_dict(cfg)
+    uri = pq.read_table(tmp_path / "ssl" / "round_000" / "scores" / "frames").to_pylist()
+    uri = {r["frame_id"]: r["uri"] for r in uri}[emb[0]["frame_id"]]
+    image = DecodeFrames(run.data, run.scoring).load(emb[0]["frame_id"], uri)
+    want = embed_frames(net, torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255, size)[0]
+    np.testing.assert_allclose(np.asarray(emb[0]["embedding"], np.float32), want.numpy(),
+                               rtol=2e-3, atol=2e-3)

@@ -33,6 +33,11 @@ def test_the_diversity_stage_and_region_units_need_their_level(tiny_config):
     with pytest.raises(ConfigError, match=r"selection.params: strategy 'entropy' .* add 'frame'"):
         check_selection(diverse)
     check_selection(diverse, check_tables=False)   # rayal pool select: its --scores decide
+    windowed = _config(tiny_config, pool={"unit": "image"}, scoring={"units": [], "embeddings": []},
+                       selection={"strategy": "typiclust"})
+    windowed.selection.params = {"sequence_key": "frame"}   # the stage's own need is none here
+    with pytest.raises(ConfigError, match=r"strategy 'typiclust' picks in image embedding space"):
+        check_selection(windowed)
     regions = _config(tiny_config, scoring={"embeddings": ["frame"]}, selection={"strategy": "probcover"})
     regions.selection.params = {}   # not merged with the tiny entropy's
     with pytest.raises(ConfigError, match=r"patch embedding space; add 'region'"):

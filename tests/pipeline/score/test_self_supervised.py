@@ -51,6 +51,21 @@ def test_trained_once_then_found_in_the_cache(tmp_path: Path, monkeypatch):
     assert with_self_supervised_encoder(plain, str(tmp_path / "cache")) is plain
 
 
+def test_the_key_follows_the_encoder_not_the_spelling(tmp_path: Path):
+    """Settings that give the same encoder share a key; another pool listing does not."""
+    config = _config(tmp_path)
+    same = [_config(tmp_path, "scoring.self_supervised.image_size=[32,48]"),   # = the frames'
+            _config(tmp_path, "scoring.self_supervised.max_frames=1000"),      # > the pool
+            _config(tmp_path, "scoring.self_supervised.cache=/elsewhere")]
+    assert {encoder_key(c) for c in same} == {encoder_key(config)}
+    other = [_config(tmp_path, "data.synthetic.num_frames=9"),   # one frame fewer
+             _config(tmp_path, "data.synthetic.seed=5"),
+             _config(tmp_path, "scoring.self_supervised.max_frames=5"),
+             _config(tmp_path, "model.encoder_depth=4", "model.decoder_channels=[16,8,8,8]")]
+    keys = {encoder_key(c) for c in other}
+    assert len(keys) == len(other) and encoder_key(config) not in keys
+
+
 def test_settings_it_cannot_serve_are_refused_by_name(tmp_path: Path):
     with pytest.raises(ValueError, match=r"scoring.embeddings to \[frame\]"):
         _config(tmp_path, "scoring.embeddings=[frame,region]")
