@@ -151,7 +151,8 @@ def test_verdicts_json_and_variants(write, tmp_path):
     config = load_config(write(tmp_path), [
         "compare.seeds=[0,1,2]", "compare.strategies=[random, entropy, entropy_kcenter]",
         "compare.variants={entropy_kcenter: entropy}",
-        "compare.params={entropy_kcenter: {diversity: kcenter, n_candidates: 8}}"])
+        "compare.params={entropy_kcenter: {diversity: kcenter, n_candidates: 8}}",
+        "scoring.embeddings=[frame]"])   # k-center picks in frame embedding space
     configs = run_configs(config)
     labels = run_labels(config)
     variant = [c for c, lab in zip(configs, labels) if lab == "entropy_kcenter"]

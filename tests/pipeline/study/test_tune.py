@@ -107,7 +107,8 @@ def test_search_space_errors_name_the_key(config_of, tmp_path):
 def test_trial_config_applies_sampled_values(config_of, tmp_path):
     _, config = config_of(tmp_path, "tune.params={meal: {n_candidates: 20}}",
                         "tune.overrides={meal: [pool.unit=patch]}",
-                        'tune.search_space={"selection.strategy": {"choice": [entropy, meal]}}')
+                        'tune.search_space={"selection.strategy": {"choice": [entropy, meal]}}',
+                        "scoring.embeddings=[region]")   # MEAL picks in patch embedding space
     meal, inactive = trial_config(config, {"selection.strategy": "meal", "train.lr": 0.01,
                                            "selection.params.aggregate": "max"})
     assert (meal.selection.strategy, meal.selection.params, meal.pool.unit, meal.train.lr) == (
