@@ -18,6 +18,11 @@ Refused, with the reason: a missing or unreadable file, a missing column or stra
 strategy compared with itself, different full-supervision references on any seed (AuALC is
 normalised by it: the second run must reuse the first's with ``--set loop.full_miou=...``),
 a different initial fraction for a seed, or no common seed.
+
+``--rounds N`` judges the curves up to round N only (AuALC and final mIoU recomputed from
+rounds 0..N of each run; a run with fewer rounds is left out with a note): a longer run's first
+N rounds are the shorter protocol's run, so a baseline measured on the same machine in a longer
+comparison can stand in for one measured elsewhere (training numerics differ across machines).
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ import pyarrow.parquet as pq
 
 from rayal.pipeline.study.statistics import strategy_verdict
 
-COLUMNS = ["strategy", "seed", "round", "labelled_fraction", "aualc", "final_miou", "full_miou"]
+COLUMNS = ["strategy", "seed", "round", "labelled_fraction", "miou", "aualc", "final_miou",
+           "full_miou"]
 
 
 class Arm(NamedTuple):
@@ -59,9 +65,20 @@ def _table(path: Path):
         raise SystemExit(f"paired_across: error: cannot read {path}: {err}") from err
 
 
-def read_arm(arg: str) -> Arm:
+def _up_to(rows: list[dict], rounds: int) -> dict | None:
+    """AuALC and final mIoU of one run's rounds 0..``rounds`` (None: it has fewer)."""
+    from rayal.train.metrics import aualc
+
+    curve = [r for r in rows if r["round"] <= rounds]
+    if len(curve) != rounds + 1:
+        return None
+    x, y = [r["labelled_fraction"] for r in curve], [r["miou"] for r in curve]
+    return {"aualc": aualc(x, y, curve[0]["full_miou"]), "final_miou": y[-1]}
+
+
+def read_arm(arg: str, rounds: int | None = None) -> Arm:
     """``DIR:STRATEGY`` (DIR may be the ``comparison.parquet`` itself) -> :class:`Arm`; seeds
-    without an AuALC are left out with a note on stderr."""
+    without an AuALC are left out with a note on stderr. ``rounds``: see ``--rounds``."""
     folder, sep, strategy = arg.rpartition(":")
     if not sep or not folder or not strategy or "/" in strategy or "\\" in strategy:
         raise SystemExit(f"paired_across: error: {arg!r} is not DIR:STRATEGY")
@@ -77,6 +94,10 @@ def read_arm(arg: str) -> Arm:
         out.setdefault(r["seed"], {"aualc": r["aualc"], "final_miou": r["final_miou"],
                                    "full_miou": r["full_miou"], "start": r["labelled_fraction"]})
     label = f"{folder}:{strategy}"
+    if rounds is not None:
+        for seed, run in out.items():
+            cut = _up_to([r for r in rows if r["seed"] == seed], rounds)
+            run.update(cut if cut is not None else {"aualc": None})
     for seed in [s for s, run in out.items() if run["aualc"] is None or math.isnan(run["aualc"])]:
         print(f"paired_across: note: {label} seed {seed} has no AuALC (left out)", file=sys.stderr)
         del out[seed]
@@ -115,13 +136,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("own", help="DIR:STRATEGY, the strategy judged")
     parser.add_argument("base", help="DIR:STRATEGY, the baseline (random, usually)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="judge rounds 0..N only (AuALC recomputed); see the docstring")
     args = parser.parse_args(argv)
-    own, base = read_arm(args.own), read_arm(args.base)
+    own, base = read_arm(args.own, args.rounds), read_arm(args.base, args.rounds)
     seeds = check_pairable(own, base)
     entry = strategy_verdict({s: own.runs[s]["aualc"] for s in seeds},
                              {s: base.runs[s]["aualc"] for s in seeds}, against=base.strategy)
     entry["against"] = base.label
-    print(f"{own.label} - {base.label}, AuALC per seed:")
+    upto = "" if args.rounds is None else f" (rounds 0-{args.rounds})"
+    print(f"{own.label} - {base.label}, AuALC{upto} per seed:")
     for s in seeds:
         a, b = own.runs[s], base.runs[s]
         print(f"  seed {s}: {a['aualc'] - b['aualc']:+.4f}   final mIoU {a['final_miou']:.3f} "

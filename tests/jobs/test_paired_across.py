@@ -19,7 +19,8 @@ SCRIPT = Path(__file__).parents[2] / "jobs" / "paired_across.py"
 def _comparison(folder: Path, strategy: str, aualc: dict[int, float | None], full: float = 0.4,
                 start: float = 0.02, drop: str | None = None) -> Path:
     rows = [{"strategy": strategy, "seed": s, "round": r, "labelled_fraction": start + 0.025 * r,
-             "aualc": a, "final_miou": a and a / 2, "full_miou": full}
+             "miou": (a or 0.0) / 2 + 0.01 * r, "aualc": a, "final_miou": a and a / 2,
+             "full_miou": full}
             for s, a in aualc.items() for r in range(3)]
     if drop:
         rows = [{k: v for k, v in r.items() if k != drop} for r in rows]
@@ -75,3 +76,26 @@ def test_unknown_strategy_names_the_ones_there(tmp_path: Path):
     own = _comparison(tmp_path / "a", "entropy", {0: 0.5})
     done = _run(f"{own}:bald", f"{own}:entropy")
     assert done.returncode != 0 and "no strategy 'bald'; it has ['entropy']" in done.stderr
+
+
+def test_rounds_judges_the_curves_up_to_round_n(tmp_path: Path):
+    """--rounds 1: AuALC recomputed from rounds 0-1 of each run (a longer run's first rounds
+    stand in for the shorter protocol); a run without round 1 is left out."""
+    from rayal.train.metrics import aualc
+
+    own = _comparison(tmp_path / "a", "entropy", {0: 0.50, 1: 0.46, 2: 0.52})
+    base = _comparison(tmp_path / "b", "random", {0: 0.44, 1: 0.47, 2: 0.40})
+    table = pq.read_table(base / "comparison.parquet").to_pylist()   # seed 2 stopped at round 0
+    pq.write_table(pa.Table.from_pylist([r for r in table if r["seed"] != 2 or r["round"] == 0]),
+                   base / "comparison.parquet")
+    done = _run(f"{own}:entropy", f"{base}:random", "--rounds", "1")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads(done.stdout[done.stdout.index("{"):])
+
+    def cut(a):   # the rows _comparison writes, rounds 0-1
+        return aualc([0.02, 0.045], [a / 2, a / 2 + 0.01], 0.4)
+
+    diffs = [cut(0.50) - cut(0.44), cut(0.46) - cut(0.47)]
+    assert entry["seeds"] == 2 and entry["paired_aualc_mean"] == pytest.approx(np.mean(diffs))
+    assert "AuALC (rounds 0-1) per seed" in done.stdout
+    assert "random seed 2 has no AuALC" in done.stderr
