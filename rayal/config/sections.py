@@ -186,6 +186,13 @@ class ScoringConfig(Section):
         return values
 
     @model_validator(mode="after")
+    def _self_supervised_size(self) -> "ScoringConfig":
+        size = self.self_supervised.image_size
+        if size is not None and min(size) < 8:
+            raise ValueError(f"scoring.self_supervised.image_size must be (H, W) >= 8, got {size}")
+        return self
+
+    @model_validator(mode="after")
     def _self_supervised_frames(self) -> "ScoringConfig":
         if self.embedding_model == "self_supervised" and self.embeddings != ["frame"]:
             raise ValueError("scoring.embedding_model 'self_supervised' gives frame embeddings "

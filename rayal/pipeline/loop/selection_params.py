@@ -35,10 +35,10 @@ def strategy_takes(name: str) -> set[str]:
 
 
 def check_strategy_params(name: str, params: dict, where: str,
-                          config: RayalConfig | None = None) -> None:
+                          config: RayalConfig | None = None, strategy_where: str | None = None) -> None:
     """Build the strategy once so that a bad parameter fails now, naming ``where``; with
     ``config``, also refuse a strategy that reads embeddings the scoring does not write
-    (:func:`check_strategy_tables`)."""
+    (:func:`check_strategy_tables`; named ``strategy_where``, default ``where``)."""
     from rayal.selection import get_strategy
 
     unknown = sorted(set(params) - strategy_takes(name))
@@ -50,7 +50,8 @@ def check_strategy_params(name: str, params: dict, where: str,
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: {err}") from None
     if config is not None:
-        check_strategy_tables(strategy, params.get("unit", config.pool.unit), where, config)
+        check_strategy_tables(strategy, params.get("unit", config.pool.unit),
+                              strategy_where or where, config)
 
 
 def check_strategy_tables(strategy, unit: str, where: str, config: RayalConfig) -> None:
@@ -67,6 +68,11 @@ def check_strategy_tables(strategy, unit: str, where: str, config: RayalConfig) 
         return
     unit = getattr(strategy, "unit", unit)
     level = "frame" if get_unit(unit).level == "image" else "region"
+    if level == "region" and config.scoring.embedding_model == "self_supervised":
+        raise ConfigError(f"{where}: strategy {strategy.name!r} picks in {unit} embedding space, "
+                          "which scoring.embedding_model 'self_supervised' does not give (frame "
+                          "embeddings only): set scoring.embedding_model: model and add 'region' "
+                          "to scoring.embeddings")
     if level not in config.scoring.embeddings:
         raise ConfigError(f"{where}: strategy {strategy.name!r} picks in {unit} embedding space; "
                           f"add '{level}' to scoring.embeddings (now {config.scoring.embeddings})")
@@ -114,7 +120,8 @@ def check_selection(config: RayalConfig, check_tables: bool = True) -> None:
         raise ConfigError(f"selection.params: strategy {strategy!r} takes no parameter(s) {unknown} "
                           f"(--set selection.params={{}} clears them); it takes "
                           f"{sorted(strategy_takes(strategy))}")
-    check_strategy_params(strategy, params, "selection.params", config if check_tables else None)
+    check_strategy_params(strategy, params, "selection.params", config if check_tables else None,
+                          strategy_where="selection.strategy")
 
 
 def check_run(config: RayalConfig) -> None:
@@ -132,4 +139,4 @@ def check_initial(config: RayalConfig) -> None:
     except ConfigError as err:
         raise ConfigError(f"loop.initial_strategy: {err}") from None
     check_strategy_params(initial, selection_params(config, initial, config.loop.initial_params),
-                          "loop.initial_params", config)
+                          "loop.initial_params", config, strategy_where="loop.initial_strategy")

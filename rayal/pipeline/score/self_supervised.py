@@ -78,7 +78,8 @@ def encoder_key(config: RayalConfig, listing: str | None = None, frames: int | N
     data = config.data
     what = {"version": KEY_VERSION, "listing": listing,
             "decode": list(data.image_size) if data.image_size else None,
-            "synthetic": data.synthetic.model_dump(mode="json") if data.source == "synthetic" else None,
+            "synthetic": (data.synthetic.model_dump(mode="json", exclude={"eval_frames"})
+                          if data.source == "synthetic" else None),
             "frames": min(frames, config.scoring.self_supervised.max_frames),
             "encoder": config.model.encoder, "depth": config.model.encoder_depth,
             "size": list(ssl_image_size(config)),
@@ -93,7 +94,10 @@ def with_self_supervised_encoder(config: RayalConfig, default_cache: str, *,
     task model or a checkpoint is already given."""
     sc = config.scoring
     ssl = sc.self_supervised
-    if sc.embedding_model != "self_supervised" or ssl.checkpoint:
+    if sc.embedding_model != "self_supervised":
+        return config
+    if ssl.checkpoint:   # a given encoder: refused now if unreadable, not in a scoring actor
+        load_self_supervised_encoder(ssl.checkpoint)
         return config
     cache = ssl.cache or default_cache
     if not has_scheme(cache):
@@ -145,10 +149,13 @@ def _train_and_save(config: RayalConfig, count: int, path: str, progress: bool) 
     ssl = config.scoring.self_supervised
     size = ssl_image_size(config)
     frames, skipped = training_frames(config, count, size)
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
-    if log:
-        log(f"self-supervised encoder: SimCLR, {ssl.epochs} epochs on {len(frames)} pool frames "
-            f"at {size[0]}x{size[1]}, once (kept in {path})")
+    def say(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    # said even without progress: training can take minutes before the first round
+    say(f"self-supervised encoder: SimCLR, {ssl.epochs} epochs on {len(frames)} pool frames "
+        f"at {size[0]}x{size[1]}, once (kept in {path})")
+    log = say if progress else None
     tic = time.perf_counter()
     net, losses = train_simclr(
         frames, encoder=config.model.encoder, depth=config.model.encoder_depth, size=size,
@@ -159,6 +166,8 @@ def _train_and_save(config: RayalConfig, count: int, path: str, progress: bool) 
               "depth": config.model.encoder_depth, "projection_dim": ssl.projection_dim,
               "size": list(size), "frames": len(frames), "skipped": skipped, "losses": losses,
               "seconds": time.perf_counter() - tic, "key": path.rsplit("simclr-", 1)[-1][:-3]}
+    say(f"self-supervised encoder: trained in {record['seconds']:.0f} s, NT-Xent "
+        f"{losses[0]:.3f} -> {losses[-1]:.3f} (chance {np.log(2 * min(ssl.batch_size, len(frames)) - 1):.3f})")
     buffer = io.BytesIO()
     torch.save({**record, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, buffer)
     _write_atomic(path, buffer.getvalue())
@@ -183,10 +192,15 @@ def load_self_supervised_encoder(path: str, device: str | torch.device = "cpu"):
     Raises:
         ConfigError: the file is not a rayal SimCLR encoder (naming the path).
     """
+    from rayal.data.errors import FrameError
     from rayal.train.simclr import SimCLRNet
 
     try:
-        state = torch.load(io.BytesIO(read_bytes(path)), map_location="cpu", weights_only=True)
+        data = read_bytes(path)
+    except FrameError:
+        raise ConfigError(f"scoring.self_supervised.checkpoint {path} does not exist") from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is reported with its path
         raise ConfigError(f"scoring.self_supervised.checkpoint {path}: cannot read it "
                           f"({type(err).__name__}: {err})") from None

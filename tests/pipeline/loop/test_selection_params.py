@@ -20,7 +20,7 @@ def test_cold_start_needing_embeddings_is_refused_naming_the_setting(tiny_config
     config = _config(tiny_config, pool={"unit": "image"}, scoring={"units": [], "embeddings": []},
                      loop={"initial_strategy": "typiclust"})
     check_selection(config)   # entropy reads no embeddings
-    with pytest.raises(ConfigError, match=r"loop.initial_params: strategy 'typiclust' picks in "
+    with pytest.raises(ConfigError, match=r"loop.initial_strategy: strategy 'typiclust' picks in "
                                           r"image embedding space; add 'frame' to scoring.embeddings"):
         check_run(config)
     config.scoring.embeddings = ["frame"]
@@ -30,7 +30,7 @@ def test_cold_start_needing_embeddings_is_refused_naming_the_setting(tiny_config
 def test_the_diversity_stage_and_region_units_need_their_level(tiny_config):
     diverse = _config(tiny_config, pool={"unit": "image"}, scoring={"units": [], "embeddings": []},
                       selection={"params": {"aggregate": "mean", "diversity": "kcenter"}})
-    with pytest.raises(ConfigError, match=r"selection.params: strategy 'entropy' .* add 'frame'"):
+    with pytest.raises(ConfigError, match=r"selection.strategy: strategy 'entropy' .* add 'frame'"):
         check_selection(diverse)
     check_selection(diverse, check_tables=False)   # rayal pool select: its --scores decide
     windowed = _config(tiny_config, pool={"unit": "image"}, scoring={"units": [], "embeddings": []},
@@ -41,6 +41,9 @@ def test_the_diversity_stage_and_region_units_need_their_level(tiny_config):
     regions = _config(tiny_config, scoring={"embeddings": ["frame"]}, selection={"strategy": "probcover"})
     regions.selection.params = {}   # not merged with the tiny entropy's
     with pytest.raises(ConfigError, match=r"patch embedding space; add 'region'"):
+        check_selection(regions)
+    regions.scoring.embedding_model = "self_supervised"   # frame embeddings only: say so
+    with pytest.raises(ConfigError, match=r"set scoring.embedding_model: model and add 'region'"):
         check_selection(regions)
 
 

@@ -56,7 +56,8 @@ def test_the_key_follows_the_encoder_not_the_spelling(tmp_path: Path):
     config = _config(tmp_path)
     same = [_config(tmp_path, "scoring.self_supervised.image_size=[32,48]"),   # = the frames'
             _config(tmp_path, "scoring.self_supervised.max_frames=1000"),      # > the pool
-            _config(tmp_path, "scoring.self_supervised.cache=/elsewhere")]
+            _config(tmp_path, "scoring.self_supervised.cache=/elsewhere"),
+            _config(tmp_path, "data.synthetic.eval_frames=3")]                # not the pool
     assert {encoder_key(c) for c in same} == {encoder_key(config)}
     other = [_config(tmp_path, "data.synthetic.num_frames=9"),   # one frame fewer
              _config(tmp_path, "data.synthetic.seed=5"),
@@ -76,6 +77,11 @@ def test_settings_it_cannot_serve_are_refused_by_name(tmp_path: Path):
     torch.save({"weights": 1}, bad)
     with pytest.raises(ConfigError, match="not_an_encoder.pt is not a rayal SimCLR encoder"):
         load_self_supervised_encoder(str(bad))
+    given = _config(tmp_path, f"scoring.self_supervised.checkpoint={tmp_path / 'nope.pt'}")
+    with pytest.raises(ConfigError, match=r"checkpoint .*nope.pt does not exist"):
+        with_self_supervised_encoder(given, str(tmp_path / "cache"))   # before any scoring
+    with pytest.raises(ValueError, match=r"scoring.self_supervised.image_size must be"):
+        _config(tmp_path, "scoring.self_supervised.image_size=[2,3]")
 
 
 def test_scoring_writes_the_encoders_frame_embeddings(ray_local, tmp_path: Path):
