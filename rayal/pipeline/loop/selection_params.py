@@ -13,8 +13,8 @@ import inspect
 
 from rayal.config import ConfigError, RayalConfig
 
-__all__ = ["check_initial", "check_run", "check_selection", "check_strategy_params", "check_strategy_tables", "selection_params", "strategy_class",
-           "strategy_takes"]
+__all__ = ["check_initial", "check_run", "check_selection", "check_strategy_params",
+           "check_strategy_tables", "selection_params", "strategy_class", "strategy_takes"]
 
 
 def strategy_class(name: str) -> type:

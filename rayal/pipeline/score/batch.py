@@ -17,8 +17,8 @@ import torch
 
 from rayal.config.sections import PIXEL_MEASURES, RayalConfig
 from rayal.core.plugins import load_plugins
-from rayal.models import MadbalNet, model_from_config
 from rayal.errors import ConfigError
+from rayal.models import MadbalNet, model_from_config
 from rayal.models.device import resolve_device
 from rayal.scoring import CommitteeScorer, MCDropoutScorer, MultiHeadScorer
 from rayal.scoring.tables import frame_columns, frame_embedding_rows, region_columns

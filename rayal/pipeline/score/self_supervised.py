@@ -96,8 +96,9 @@ def with_self_supervised_encoder(config: RayalConfig, default_cache: str, *,
     ssl = sc.self_supervised
     if sc.embedding_model != "self_supervised":
         return config
-    if ssl.checkpoint:   # a given encoder: refused now if unreadable, not in a scoring actor
-        load_self_supervised_encoder(ssl.checkpoint)
+    if ssl.checkpoint:   # a missing encoder is refused now, not in a scoring actor (an existence
+        if not exists(ssl.checkpoint):   # check: run_scoring passes here every round of a run)
+            raise ConfigError(f"scoring.self_supervised.checkpoint {ssl.checkpoint} does not exist")
         return config
     cache = ssl.cache or default_cache
     if not has_scheme(cache):
@@ -149,6 +150,7 @@ def _train_and_save(config: RayalConfig, count: int, path: str, progress: bool) 
     ssl = config.scoring.self_supervised
     size = ssl_image_size(config)
     frames, skipped = training_frames(config, count, size)
+
     def say(msg):
         print(msg, file=sys.stderr, flush=True)
 

@@ -31,7 +31,7 @@ from rayal.config import ConfigError, RayalConfig, dump_config
 from rayal.config.loader import config_from_dict
 from rayal.data import exists, join_uri, read_bytes, write_bytes
 from rayal.pipeline.loop.reports import plot_learning_curves
-from rayal.pipeline.loop.selection_params import check_run, check_strategy_params
+from rayal.pipeline.loop.selection_params import check_initial, check_strategy_params
 from rayal.pipeline.storage import absolute, read_json, read_parquet, save_plot, write_parquet
 
 TABLE_FILE, PARQUET_FILE, PLOT_FILE = "comparison.md", "comparison.parquet", "comparison.png"
@@ -364,7 +364,7 @@ def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only:
                 "skipped": len(done), "output_dir": config.output_dir}
     configs = run_configs(config)   # validates every strategy's params and overrides up front
     for run in configs[::len(config.compare.seeds)]:   # and each strategy's cold start
-        check_run(run)
+        check_initial(run)
     write_run_metadata(config, config.output_dir)
     init_ray(config.ray)
     reference = config.model_copy(deep=True)   # the base setting, not a strategy's overrides
