@@ -11,8 +11,9 @@ that round 0's labelled fraction agrees. The first strategy's AuALC minus
 the second's, per seed, is printed with the entry ``rayal compare`` writes to ``verdicts.json``
 (:func:`rayal.pipeline.study.statistics.strategy_verdict`: the mean, its percentile-bootstrap
 95 % interval, seeds above, verdict, the verdict naming the baseline strategy, and
-``against``) and the final mIoU of both. Seeds in one run only, or without an AuALC, are left
-out with a note on stderr.
+``against``), the final mIoU of both, and the labels the first saves to reach the second's
+final mIoU (``match_baseline``: :func:`rayal.pipeline.study.statistics.saving_interval`).
+Seeds in one run only, or without an AuALC, are left out with a note on stderr.
 
 Refused, with the reason: a missing or unreadable file, a missing column or strategy, a
 strategy compared with itself, different full-supervision references on any seed (AuALC is
@@ -36,7 +37,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rayal.pipeline.study.statistics import strategy_verdict
+from rayal.pipeline.study.statistics import label_saving, saving_interval, strategy_verdict
 
 COLUMNS = ["strategy", "seed", "round", "labelled_fraction", "miou", "aualc", "final_miou",
            "full_miou"]
@@ -47,7 +48,7 @@ class Arm(NamedTuple):
     label: str       # DIR:STRATEGY as given
     table: Path      # the comparison.parquet read
     strategy: str
-    runs: dict       # {seed: {"aualc", "final_miou", "full_miou", "start"}}
+    runs: dict       # {seed: {"aualc", "final_miou", "full_miou", "start", "curve"}}
 
 
 def _table(path: Path):
@@ -94,6 +95,10 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
         out.setdefault(r["seed"], {"aualc": r["aualc"], "final_miou": r["final_miou"],
                                    "full_miou": r["full_miou"], "start": r["labelled_fraction"]})
     label = f"{folder}:{strategy}"
+    for seed, run in out.items():   # (labelled fractions, mIoUs) in round order, up to ``rounds``
+        curve = sorted((r for r in rows if r["seed"] == seed and (rounds is None or r["round"] <= rounds)),
+                       key=lambda r: r["round"])
+        run["curve"] = ([r["labelled_fraction"] for r in curve], [r["miou"] for r in curve])
     if rounds is not None:
         for seed, run in out.items():
             cut = _up_to([r for r in rows if r["seed"] == seed], rounds)
@@ -143,13 +148,17 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = check_pairable(own, base)
     entry = strategy_verdict({s: own.runs[s]["aualc"] for s in seeds},
                              {s: base.runs[s]["aualc"] for s in seeds}, against=base.strategy)
+    entry["match_baseline"] = saving_interval({s: own.runs[s]["curve"] for s in seeds},
+                                              {s: base.runs[s]["curve"] for s in seeds})
     entry["against"] = base.label
     upto = "" if args.rounds is None else f" (rounds 0-{args.rounds})"
     print(f"{own.label} - {base.label}, AuALC{upto} per seed:")
     for s in seeds:
         a, b = own.runs[s], base.runs[s]
+        saved, reached = label_saving(a["curve"], b["curve"])
+        saved = f"{saved:+.0%}" if reached else f"never reached (at most {saved:+.0%})"
         print(f"  seed {s}: {a['aualc'] - b['aualc']:+.4f}   final mIoU {a['final_miou']:.3f} "
-              f"vs {b['final_miou']:.3f}")
+              f"vs {b['final_miou']:.3f}   labels saved to the baseline's final mIoU: {saved}")
     print(json.dumps(entry, indent=2))
     return entry
 

@@ -48,6 +48,14 @@ def test_paired_by_seed_over_the_common_seeds(tmp_path: Path):
     assert entry["verdict"] == "not distinguishable" and low < 0 < high
     assert "seed 1: -0.0100" in done.stdout
     assert "seeds [3, 4] are in one run only" in done.stderr
+    # labels saved to reach random's final mIoU (its last round, at 7 %, where random first
+    # reaches it): seed 0 is there from round 0 (2 %), seed 2 half way to round 1 (3.25 %),
+    # seed 1 never (0.25 < 0.255): it enters at its bound, 1 - 0.07 / 0.07 = 0
+    saved = entry["match_baseline"]
+    assert saved["reached"] == 2 and saved["seeds"] == 3 and saved["upper_bound"]
+    assert saved["mean"] == pytest.approx(((1 - 0.02 / 0.07) + 0 + (1 - 0.0325 / 0.07)) / 3)
+    assert ("seed 1: -0.0100   final mIoU 0.230 vs 0.235   labels saved to the baseline's final "
+            "mIoU: never reached (at most +0%)") in done.stdout
 
 
 def test_seeds_without_aualc_are_left_out_and_the_verdict_names_the_baseline(tmp_path: Path):

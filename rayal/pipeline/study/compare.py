@@ -11,31 +11,26 @@ over the Ray cluster (the scoring actor pool, Ray Data decoding, Ray Train worke
 running them side by side would only make them compete for the same CPUs / GPUs. Sweeps
 whose trials should share a large cluster go through ``rayal tune``.
 
-Outputs in ``output_dir``: ``comparison.parquet`` (one row per strategy x seed x round, with
-the run's AuALC etc. on every row), ``comparison.md`` (the table also printed),
-``verdicts.json`` (per strategy: paired AuALC difference to random with its bootstrap 95 %
-interval and the verdict read from it, :mod:`rayal.pipeline.study.statistics`) and
-``comparison.png`` (mean +- std learning curve per strategy). ``compare.variants`` runs one
-strategy under several labels (e.g. entropy with and without the diversity stage).
+Outputs in ``output_dir`` (written by :mod:`rayal.pipeline.study.report`):
+``comparison.parquet`` (one row per strategy x seed x round, with the run's AuALC etc. on every
+row), ``comparison.md`` (the table also printed), ``verdicts.json`` (per strategy: paired AuALC
+difference to random with its bootstrap 95 % interval and the verdict read from it, labels
+saved to reach random's final mIoU) and ``comparison.png`` (mean +- std learning curve per
+strategy). ``compare.variants`` runs one strategy under several labels (e.g. entropy with and
+without the diversity stage).
 """
 from __future__ import annotations
 
-import json
 import math
 
-import numpy as np
-import pyarrow as pa
 import yaml
 
 from rayal.config import ConfigError, RayalConfig, dump_config
 from rayal.config.loader import config_from_dict
-from rayal.data import exists, join_uri, read_bytes, write_bytes
-from rayal.pipeline.loop.reports import plot_learning_curves
+from rayal.data import exists, join_uri, read_bytes
 from rayal.pipeline.loop.selection_params import check_initial, check_strategy_params
-from rayal.pipeline.storage import absolute, read_json, read_parquet, save_plot, write_parquet
-
-TABLE_FILE, PARQUET_FILE, PLOT_FILE = "comparison.md", "comparison.parquet", "comparison.png"
-VERDICTS_FILE = "verdicts.json"
+from rayal.pipeline.storage import absolute, read_json, read_parquet
+from rayal.pipeline.study.report import write_comparison
 # sections that may differ between the run that started a directory and the one resuming it
 _RUNTIME_SECTIONS = ("ray", "compare", "tune", "name")
 
@@ -147,173 +142,6 @@ def against_reference(config: RayalConfig, summary: dict, full_miou: float) -> d
 def run_labels(config: RayalConfig) -> list[str]:
     """The comparison label of each of :func:`run_configs`' runs, in the same order."""
     return [s for s in config.compare.strategies for _ in config.compare.seeds]
-
-
-def comparison_rows(configs: list[RayalConfig], summaries: list[dict]) -> list[dict]:
-    """One row per run x round: the round's metrics plus the run's summary values; ``strategy``
-    is the run's comparison label (``summary["strategy"]``)."""
-    from rayal.pipeline.loop.experiment import ROUNDS_FILE
-
-    out = []
-    for config, s in zip(configs, summaries):
-        for row in read_parquet(join_uri(config.output_dir, ROUNDS_FILE)).to_pylist():
-            row = dict(row, round_strategy=row["strategy"], strategy=s["strategy"],
-                       seed=config.seed, run_dir=config.output_dir)
-            row.pop("checkpoint", None)
-            out.append(dict(row, unit=s["unit"], units_total=s["units_total"], aualc=s["aualc"],
-                            final_miou=s["final_miou"], full_miou=s["full_miou"],
-                            budget_to_90=s["budget_to_90"], budget_to_95=s["budget_to_95"],
-                            run_seconds=s["seconds"]))
-    return out
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
-
-
-def _fmt(values: list, digits: int = 4) -> str:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return "-"
-    m, s = _mean_std(values)
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
-
-
-PAIRED_BASELINE = "random"
-
-
-def paired_differences(summaries: list[dict], strategy: str, baseline: str = PAIRED_BASELINE) -> list[float]:
-    """AuALC(strategy) - AuALC(baseline) per seed both ran (same seed: same initial set and
-    reference), in seed order; [] for the baseline itself or when it was not run."""
-    if strategy == baseline:
-        return []
-    base = {s["seed"]: s["aualc"] for s in summaries if s["strategy"] == baseline and s["aualc"] is not None}
-    own = {s["seed"]: s["aualc"] for s in summaries if s["strategy"] == strategy and s["aualc"] is not None}
-    return [own[k] - base[k] for k in sorted(set(own) & set(base))]
-
-
-def strategy_stats(config: RayalConfig, summaries: list[dict]) -> list[dict]:
-    """Per strategy (``compare.strategies`` order): AuALC / final mIoU mean and sample std over
-    seeds, mean labelled fraction to reach 90 / 95 % of full supervision and how often it did,
-    and the paired AuALC difference to random per seed (``vs_random``)."""
-    stats = []
-    for strategy in config.compare.strategies:
-        runs = [s for s in summaries if s["strategy"] == strategy]
-        aualcs = [s["aualc"] for s in runs if s["aualc"] is not None]
-        entry = {"strategy": strategy, "runs": len(runs), "aualc": aualcs,
-                 "final_miou": [s["final_miou"] for s in runs],
-                 "minutes": float(np.mean([s["seconds"] for s in runs])) / 60}
-        for pct in (90, 95):
-            reached = [s[f"budget_to_{pct}"] for s in runs if s[f"budget_to_{pct}"] is not None]
-            entry[f"to_{pct}"] = reached
-        entry["vs_random"] = paired_differences(summaries, strategy)
-        stats.append(entry)
-    return stats
-
-
-def comparison_table(config: RayalConfig, summaries: list[dict]) -> str:
-    """Markdown table (also printed): one line per strategy, ranked by mean AuALC below it."""
-    s0 = summaries[0]
-    verdicts = strategy_verdicts(config, summaries)
-    lines = [f"# {config.name}: {len(config.compare.strategies)} strategies x "
-             f"{len(config.compare.seeds)} seed(s), unit {s0['unit']} ({s0['units_total']} in the pool)",
-             "", f"full-supervision mIoU {s0['full_miou']:.4f}; AuALC and mIoU: mean ± sample std "
-             "over seeds; 'to 95%': mean labelled fraction of pool units at the first round "
-             "reaching 95% of full supervision, over the seeds that reached it; 'AuALC - random': "
-             "paired difference per seed (same initial set), mean ± std, and the seeds it is > 0; "
-             "'95% CI': percentile bootstrap over seeds of the mean paired difference, which the "
-             "verdict is read from", "",
-             "| strategy | runs | AuALC | AuALC - random | above random | final mIoU | to 90% | "
-             "reached | to 95% | reached | min/run | 95% CI | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    stats = strategy_stats(config, summaries)
-    for e in stats:
-        n, diffs = e["runs"], e["vs_random"]
-        above = f"{sum(d > 0 for d in diffs)}/{len(diffs)}" if diffs else "-"
-        lines.append(f"| {e['strategy']} | {n} | {_fmt(e['aualc'])} | {_fmt(diffs)} | {above} | "
-                     f"{_fmt(e['final_miou'])} | {_fmt(e['to_90'], 3)} | {len(e['to_90'])}/{n} | "
-                     f"{_fmt(e['to_95'], 3)} | {len(e['to_95'])}/{n} | {e['minutes']:.1f} | "
-                     f"{_ci(verdicts.get(e['strategy']))} | {_verdict(verdicts.get(e['strategy']))} |")
-    ranked = sorted((e for e in stats if e["aualc"]), key=lambda e: -np.mean(e["aualc"]))
-    if ranked:
-        lines += ["", "ranking by mean AuALC: " + " > ".join(e["strategy"] for e in ranked)]
-    return "\n".join(lines + ceiling_warning(summaries))
-
-
-def ceiling_warning(summaries: list[dict]) -> list[str]:
-    """A warning line when runs end above the full-supervision reference (then it is no
-    ceiling: AuALC above 1 and '95 % of full supervision' say little); [] otherwise."""
-    above = [s for s in summaries if s["final_miou"] is not None and s["final_miou"] > s["full_miou"]]
-    if not above:
-        return []
-    best = max(s["final_miou"] for s in above)
-    return ["", f"WARNING: {len(above)} of {len(summaries)} runs end above the full-supervision "
-            f"reference ({best:.4f} > {above[0]['full_miou']:.4f}): it is not a ceiling; train it "
-            f"longer (loop.reference_factor or loop.reference_epochs) and rerun the comparison "
-            f"(finished runs are read back and measured against the new reference)"]
-
-
-def _ci(v: dict | None) -> str:
-    return "-" if not v or v.get("ci_low") is None else f"[{v['ci_low']:+.4f}, {v['ci_high']:+.4f}]"
-
-
-def _verdict(v: dict | None) -> str:
-    return (v or {}).get("verdict", "-")
-
-
-def strategy_verdicts(config: RayalConfig, summaries: list[dict]) -> dict[str, dict]:
-    """``verdicts.json``: per strategy other than random, the paired AuALC difference to random
-    with its bootstrap 95 % interval, seeds above, and the verdict read from the interval
-    (:mod:`rayal.pipeline.study.statistics`); plus the labelled fraction to reach 90 / 95 % of the
-    reference with intervals (``to_90`` / ``to_95``, random's too)."""
-    from rayal.pipeline.study.statistics import budget_interval, strategy_verdict
-
-    by = lambda name, key: {s["seed"]: s[key] for s in summaries if s["strategy"] == name}  # noqa: E731
-    out = {}
-    for strategy in config.compare.strategies:
-        entry = (strategy_verdict(by(strategy, "aualc"), by(PAIRED_BASELINE, "aualc"), seed=config.seed)
-                 if strategy != PAIRED_BASELINE else {})
-        for pct in (90, 95):
-            entry[f"to_{pct}"] = budget_interval(list(by(strategy, f"budget_to_{pct}").values()),
-                                                 seed=config.seed)
-        out[strategy] = entry
-    if PAIRED_BASELINE not in config.compare.strategies:
-        return {k: v for k, v in out.items() if "verdict" in v}
-    return {k: v for k, v in out.items() if k != PAIRED_BASELINE or v}
-
-
-def mean_curves(rows: list[dict], strategies: list[str]) -> dict[str, tuple]:
-    """strategy -> (mean labelled fraction, mean mIoU, std mIoU) per round over its seeds."""
-    curves = {}
-    for strategy in strategies:
-        own = [r for r in rows if r["strategy"] == strategy]
-        rounds = sorted({r["round"] for r in own})
-        x, y, sd = [], [], []
-        for rnd in rounds:
-            at = [r for r in own if r["round"] == rnd]
-            x.append(float(np.mean([r["labelled_fraction"] for r in at])))
-            m, s = _mean_std([r["miou"] for r in at])
-            y.append(m)
-            sd.append(s)
-        n = len({r["seed"] for r in own})
-        curves[f"{strategy} (n={n})"] = (x, y, np.asarray(sd))
-    return curves
-
-
-def write_comparison(config: RayalConfig, configs: list[RayalConfig], summaries: list[dict]) -> str:
-    """comparison.parquet, comparison.md and comparison.png; returns the table."""
-    out = config.output_dir
-    rows = comparison_rows(configs, summaries)
-    write_parquet(pa.Table.from_pylist(rows), join_uri(out, PARQUET_FILE))
-    table = comparison_table(config, summaries)
-    write_bytes(join_uri(out, TABLE_FILE), (table + "\n").encode())
-    write_bytes(join_uri(out, VERDICTS_FILE),
-                json.dumps(strategy_verdicts(config, summaries), indent=2).encode())
-    curves = mean_curves(rows, config.compare.strategies)
-    save_plot(lambda path: plot_learning_curves(curves, summaries[0]["full_miou"], path),
-                join_uri(out, PLOT_FILE))
-    return table
 
 
 def finished_runs(config: RayalConfig) -> tuple[list[RayalConfig], list[dict]]:

@@ -68,3 +68,59 @@ def budget_interval(values, seed: int = 0) -> dict:
     low, high = bootstrap_ci(a, seed=seed)
     return {"mean": float(np.mean(a)) if a else None, "ci_low": low if a else None,
             "ci_high": high if a else None, "reached": len(a)}
+
+
+def fraction_to_reach(fractions, mious, target: float) -> float | None:
+    """Labelled fraction at which a learning curve first reaches ``target`` mIoU: the rounds'
+    ``fractions`` (n,) and ``mious`` (n,), linearly interpolated between the two rounds around
+    the first crossing (the first round's fraction when it already reaches it); None when no
+    round does. Raises ValueError on curves of different lengths or decreasing fractions."""
+    x, y = np.asarray(fractions, np.float64), np.asarray(mious, np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"fractions {x.shape} and mious {y.shape} must be two equal 1-d curves")
+    if np.any(np.diff(x) < 0):
+        raise ValueError("labelled fractions must not decrease from round to round")
+    hits = np.flatnonzero(y >= target)
+    if hits.size == 0:
+        return None
+    i = int(hits[0])
+    if i == 0:
+        return float(x[0])
+    rise = y[i] - y[i - 1]   # > 0: round i - 1 was below the target, round i reaches it
+    return float(x[i - 1] + (x[i] - x[i - 1]) * (target - y[i - 1]) / rise)
+
+
+def label_saving(own: tuple, base: tuple) -> tuple[float, bool]:
+    """Share of the baseline's labels a strategy saves to reach the baseline's final mIoU, one
+    seed: ``own`` and ``base`` are ``(fractions, mious)`` learning curves (round order).
+
+    With m the baseline's last-round mIoU, f_base and f_own the labelled fractions at which
+    the baseline and the strategy first reach m (:func:`fraction_to_reach`), the saving is
+    ``1 - f_own / f_base``: 0.2 = the same mIoU with a fifth fewer labels, < 0 = more labels.
+    Returns ``(saving, reached)``. When the strategy never reaches m within its rounds it needs
+    more than its last fraction f_last, and ``(1 - f_last / f_base, False)`` is returned: the
+    most it could have saved (an upper bound, usually <= 0)."""
+    target = float(np.asarray(base[1], np.float64)[-1])
+    f_base = fraction_to_reach(base[0], base[1], target)
+    f_own = fraction_to_reach(own[0], own[1], target)
+    if f_own is None:
+        return 1.0 - float(own[0][-1]) / f_base, False
+    return 1.0 - f_own / f_base, True
+
+
+def saving_interval(own: dict, base: dict, seed: int = 0) -> dict:
+    """Label saving to match the baseline's final mIoU over the seeds: ``own`` and ``base`` are
+    ``{seed: (fractions, mious)}`` curves, paired by seed (:func:`label_saving`). Returns
+    ``{"mean", "ci_low", "ci_high", "reached", "seeds", "upper_bound"}``: the mean and
+    percentile-bootstrap 95 % interval over every paired seed, a seed on which the strategy never
+    reached the baseline's final mIoU entering at its bound; ``upper_bound`` is then true (the
+    figures are the most the strategy could have saved, not an estimate). None figures when no
+    seed is paired."""
+    seeds = sorted(set(own) & set(base))
+    pairs = [label_saving(own[s], base[s]) for s in seeds]
+    values = [v for v, _ in pairs]
+    reached = sum(ok for _, ok in pairs)
+    low, high = bootstrap_ci(values, seed=seed)
+    return {"mean": float(np.mean(values)) if values else None,
+            "ci_low": low if values else None, "ci_high": high if values else None,
+            "reached": reached, "seeds": len(seeds), "upper_bound": reached < len(seeds)}

@@ -3,29 +3,11 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from rayal.cli.main import main
 from rayal.config import ConfigError, load_config
 from rayal.errors import RayalWarning
 from rayal.pipeline.study.compare import run_configs
-
-COMPARE = {   # on the "sweep" preset of tests/pipeline/conftest.py
-    "name": "tiny-compare", "data": {"synthetic": {"num_frames": 16, "eval_frames": 8}},
-    "compare": {"strategies": ["random", "entropy"], "seeds": [0],
-                "params": {"entropy": {"aggregate": "max"}}},
-}
-
-
-@pytest.fixture(scope="module")
-def write(tiny_config):
-    def _write(tmp_path):
-        cfg = tiny_config("sweep", **COMPARE, output_dir=str(tmp_path / "cmp"))
-        path = tmp_path / "cmp.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        return path
-    return _write
-
 
 @pytest.fixture(scope="module")
 def compared(ray_local, write, tmp_path_factory):
@@ -97,32 +79,6 @@ def test_bad_strategy_params_named_before_any_run(write, tmp_path):
     assert "meal" not in config.compare.params   # a strategy no longer compared: its entry dropped
 
 
-def test_table_means_sample_std_and_reach_counts(write, tmp_path):
-    from rayal.pipeline.study.compare import comparison_table, mean_curves, strategy_stats
-
-    config = load_config(write(tmp_path), ["compare.seeds=[0,1,2]"])
-    base = {"unit": "image", "units_total": 16, "full_miou": 0.5, "budget_to_90": None, "seconds": 60.0}
-    summaries = [dict(base, strategy="random", seed=k, aualc=a, final_miou=m, budget_to_95=b)
-                 for k, (a, m, b) in enumerate([(0.6, 0.40, None), (0.7, 0.44, 0.5), (0.8, 0.48, 0.25)])]
-    summaries += [dict(base, strategy="entropy", seed=k, aualc=0.9, final_miou=0.5, budget_to_95=0.25)
-                  for k in range(3)]
-    stats = {e["strategy"]: e for e in strategy_stats(config, summaries)}
-    assert stats["random"]["to_95"] == [0.5, 0.25] and stats["random"]["minutes"] == 1.0
-    table = comparison_table(config, summaries)
-    random_line = next(ln for ln in table.splitlines() if ln.startswith("| random |"))
-    # mean 0.7, sample std sqrt(((-.1)^2 + 0 + .1^2) / 2) = 0.1; to 95%: mean of the 2 reached
-    assert "| 0.7000 ± 0.1000 | - | - | 0.4400 ± 0.0400 | - | 0/3 | 0.375 ± 0.177 | 2/3 |" in random_line
-    # paired per seed: 0.9 - (0.6, 0.7, 0.8) = (0.3, 0.2, 0.1) -> 0.2 ± 0.1, above random in 3/3
-    entropy_line = next(ln for ln in table.splitlines() if ln.startswith("| entropy |"))
-    assert "| 0.9000 ± 0.0000 | 0.2000 ± 0.1000 | 3/3 |" in entropy_line
-    assert stats["entropy"]["vs_random"] == pytest.approx([0.3, 0.2, 0.1])
-    assert table.splitlines()[-1] == "ranking by mean AuALC: entropy > random"
-    rows = [{"strategy": "random", "seed": k, "round": r, "labelled_fraction": 0.25 * (r + 1),
-             "miou": 0.1 * r + 0.02 * k} for k in range(3) for r in range(2)]
-    x, y, sd = mean_curves(rows, ["random"])["random (n=3)"]
-    assert x == [0.25, 0.5] and y == pytest.approx([0.02, 0.12]) and sd == pytest.approx([0.02, 0.02])
-
-
 def test_a_run_dir_from_before_a_new_field_is_still_the_same_setting(write, tmp_path):
     """Resuming a comparison after an upgrade: a field the old config.yaml lacks takes its
     default; a value that really differs is still refused."""
@@ -141,35 +97,6 @@ def test_a_run_dir_from_before_a_new_field_is_still_the_same_setting(write, tmp_
     (tmp_path / "run" / "config.yaml").write_text(_yaml.safe_dump(old))
     with pytest.raises(ConfigError, match=r"differs in \['train.lr'\]"):
         check_same_config(config)
-
-
-def test_verdicts_json_and_variants(write, tmp_path):
-    """verdicts.json holds the contract's keys; a variant label runs its registered strategy
-    with its own params, under its own label."""
-    from rayal.pipeline.study.compare import run_configs, run_labels, strategy_verdicts
-
-    config = load_config(write(tmp_path), [
-        "compare.seeds=[0,1,2]", "compare.strategies=[random, entropy, entropy_kcenter]",
-        "compare.variants={entropy_kcenter: entropy}",
-        "compare.params={entropy_kcenter: {diversity: kcenter, n_candidates: 8}}",
-        "scoring.embeddings=[frame]"])   # k-center picks in frame embedding space
-    configs = run_configs(config)
-    labels = run_labels(config)
-    variant = [c for c, lab in zip(configs, labels) if lab == "entropy_kcenter"]
-    assert len(variant) == 3 and all(c.selection.strategy == "entropy" for c in variant)
-    assert variant[0].selection.params == {"diversity": "kcenter", "n_candidates": 8}
-    assert variant[0].output_dir.endswith("entropy_kcenter/seed0")
-    base = {"unit": "image", "units_total": 16, "full_miou": 0.5, "budget_to_90": None,
-            "budget_to_95": None, "seconds": 60.0, "final_miou": 0.4}
-    summaries = [dict(base, strategy="random", seed=k, aualc=0.7) for k in range(3)]
-    summaries += [dict(base, strategy="entropy", seed=k, aualc=0.6 + 0.2 * k) for k in range(3)]
-    summaries += [dict(base, strategy="entropy_kcenter", seed=k, aualc=0.75 + 0.01 * k) for k in range(3)]
-    verdicts = strategy_verdicts(config, summaries)
-    keys = {"paired_aualc_mean", "ci_low", "ci_high", "seeds_above", "seeds", "verdict"}
-    assert keys <= set(verdicts["entropy"]) and keys <= set(verdicts["entropy_kcenter"])
-    assert verdicts["entropy"]["verdict"] == "not distinguishable"       # -0.1, 0, +0.1
-    assert verdicts["entropy_kcenter"]["verdict"] == "better than random"
-    assert verdicts["entropy_kcenter"]["seeds_above"] == 3
 
 
 def test_finished_only_writes_the_table_of_finished_runs_and_runs_nothing(compared):

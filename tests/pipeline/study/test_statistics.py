@@ -48,3 +48,45 @@ def test_verdict_names_the_baseline_it_was_read_against():
     assert verdict(0.01, 0.03, 5, against="entropy_kcenter") == "better than entropy_kcenter"
     assert verdict(-0.03, -0.01, 5, against="entropy") == "worse than entropy"
     assert verdict(0.01, 0.03, 5) == BETTER and verdict(-0.03, -0.01, 5) == WORSE
+
+
+def test_fraction_to_reach_interpolates_the_first_crossing():
+    from rayal.pipeline.study.statistics import fraction_to_reach
+
+    x = [0.1, 0.2, 0.3, 0.4]
+    assert fraction_to_reach(x, [0.1, 0.3, 0.5, 0.2], 0.4) == pytest.approx(0.25)   # first crossing
+    assert fraction_to_reach(x, [0.5, 0.6, 0.7, 0.8], 0.4) == 0.1                   # round 0 reaches it
+    assert fraction_to_reach(x, [0.1, 0.3, 0.5, 0.2], 0.5) == pytest.approx(0.3)    # exactly at a round
+    assert fraction_to_reach(x, [0.1, 0.2, 0.3, 0.35], 0.4) is None
+    with pytest.raises(ValueError, match="must not decrease"):
+        fraction_to_reach([0.2, 0.1], [0.1, 0.2], 0.15)
+    with pytest.raises(ValueError, match="equal 1-d curves"):
+        fraction_to_reach([0.1, 0.2], [0.1], 0.15)
+
+
+def test_label_saving_against_the_baselines_own_first_reach():
+    """Random peaks at 30 % (0.42) and ends at 0.40 at 40 %: it first reaches 0.40 at 29.1 %,
+    so the saving is taken against that, not against 40 %; a strategy that never reaches 0.40
+    enters at the most it could have saved (its last fraction), flagged as a bound."""
+    from rayal.pipeline.study.statistics import label_saving, saving_interval
+
+    x = [0.1, 0.2, 0.3, 0.4]
+    base = (x, [0.1, 0.2, 0.42, 0.40])
+    f_base = 0.2 + 0.1 * 0.2 / 0.22        # 0.2 + 0.1 * (0.40 - 0.2) / (0.42 - 0.2)
+    own = (x, [0.1, 0.38, 0.45, 0.45])
+    f_own = 0.2 + 0.1 * 0.02 / 0.07        # 0.2 + 0.1 * (0.40 - 0.38) / (0.45 - 0.38)
+    saving, reached = label_saving(own, base)
+    assert reached and saving == pytest.approx(1 - f_own / f_base)
+    assert label_saving(base, base) == (pytest.approx(0.0), True)
+    bound, reached = label_saving((x, [0.1, 0.2, 0.3, 0.39]), base)    # never reaches 0.40
+    assert not reached and bound == pytest.approx(1 - 0.4 / f_base) and bound < 0
+    worse, reached = label_saving((x, [0.1, 0.2, 0.3, 0.40]), base)    # reaches it at 40 %
+    assert reached and worse == pytest.approx(1 - 0.4 / f_base)
+    never = (x, [0, 0, 0, 0])
+    out = saving_interval({0: own, 1: base, 2: never}, {0: base, 1: base, 2: base, 3: base})
+    assert out["seeds"] == 3 and out["reached"] == 2 and out["upper_bound"]
+    assert out["mean"] == pytest.approx((1 - f_own / f_base + 0 + 1 - 0.4 / f_base) / 3)
+    assert out["ci_low"] < 0 < out["ci_high"]
+    clean = saving_interval({0: own, 1: base}, {0: base, 1: base})
+    assert clean["reached"] == 2 and not clean["upper_bound"]
+    assert saving_interval({}, {0: base})["mean"] is None
