@@ -18,8 +18,9 @@ import numpy as np
 
 from rayal.selection.base import (LABELED, QUEUED, Budget, PoolView, Query, ScoreTables, Strategy,
                                   split_keys)
-from rayal.selection.common import (UNITS, check_choice, check_range, embedding_units, level_of,
-                                    query_from_keys, read_embeddings, unit_budget)
+from rayal.selection.common import (UNITS, check_choice, check_range, level_of, query_from_keys,
+                                    unit_budget)
+from rayal.selection.embeddings import embedding_units, read_embeddings
 from rayal.selection.registry import register_strategy
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy, split_keys
-from rayal.selection.common import (UNITS, check_choice, check_column, check_range, embedding_keys, iter_embeddings,
-                                    level_of, scored_rows, query_from_rows, rank_top, read_embeddings,
-                                    sample_keys, unit_budget)
+from rayal.selection.common import (UNITS, check_choice, check_column, check_range, level_of,
+                                    scored_rows, query_from_rows, rank_top, unit_budget)
+from rayal.selection.embeddings import embedding_keys, iter_embeddings, read_embeddings, sample_keys
 from rayal.selection.registry import register_strategy
 
 

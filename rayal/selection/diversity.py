@@ -46,7 +46,8 @@ import numpy as np
 
 from rayal.selection.base import (LABELED, QUEUED, Budget, PoolView, Query, ScoreTables, Strategy,
                                   split_keys, unit_keys)
-from rayal.selection.common import check_choice, check_range, read_embeddings, table_of, unit_budget
+from rayal.selection.common import check_choice, check_range, table_of, unit_budget
+from rayal.selection.embeddings import read_embeddings
 
 MODES = ("none", "kcenter", "kmeans", "cluster_budget")
 PARAMS = ("diversity", "n_candidates", "dedup_threshold", "sequence_key", "per_sequence",

@@ -49,8 +49,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy, unit_keys
-from rayal.selection.common import (REGION_UNITS, check_choice, check_range, embedding_matrix,
-                                    load_units, query_from_rows, rank_top, unit_budget)
+from rayal.selection.common import (REGION_UNITS, check_choice, check_range, load_units,
+                                    query_from_rows, rank_top, unit_budget)
+from rayal.selection.embeddings import embedding_matrix
 from rayal.selection.registry import register_strategy
 
 SCORE_COLUMN = "entropy_mean"

@@ -27,9 +27,9 @@ import math
 import numpy as np
 
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy
-from rayal.selection.common import (UNITS, check_choice, check_column, check_range, embedding_keys, level_of,
-                                    scored_rows, query_from_rows, rank_top, read_embeddings, table_of,
-                                    unit_budget)
+from rayal.selection.common import (UNITS, check_choice, check_column, check_range, level_of,
+                                    scored_rows, query_from_rows, rank_top, table_of, unit_budget)
+from rayal.selection.embeddings import embedding_keys, read_embeddings
 from rayal.selection.density import pool_sample_embeddings
 from rayal.selection.registry import register_strategy
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from rayal.selection.base import Budget, PoolView, Query, ScoreTables, Strategy
-from rayal.selection.common import (UNITS, check_choice, check_range, level_of, representative_points,
-                                    query_from_keys)
+from rayal.selection.common import UNITS, check_choice, check_range, level_of, query_from_keys
+from rayal.selection.embeddings import representative_points
 from rayal.selection.registry import register_strategy
 
 
