@@ -37,7 +37,8 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rayal.pipeline.study.statistics import label_saving, saving_interval, strategy_verdict
+from rayal.pipeline.study.statistics import (label_saving, saving_interval, strategy_verdict,
+                                             usable_curve)
 
 COLUMNS = ["strategy", "seed", "round", "labelled_fraction", "miou", "aualc", "final_miou",
            "full_miou"]
@@ -155,8 +156,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{own.label} - {base.label}, AuALC{upto} per seed:")
     for s in seeds:
         a, b = own.runs[s], base.runs[s]
-        saved, reached = label_saving(a["curve"], b["curve"])
-        saved = f"{saved:+.0%}" if reached else f"never reached (at most {saved:+.0%})"
+        saved = "no curve to read (left out)"
+        if usable_curve(a["curve"]) and usable_curve(b["curve"]):
+            saved, reached = label_saving(a["curve"], b["curve"])
+            saved = f"{saved:+.0%}" if reached else f"never reached (at most {saved:+.0%})"
         print(f"  seed {s}: {a['aualc'] - b['aualc']:+.4f}   final mIoU {a['final_miou']:.3f} "
               f"vs {b['final_miou']:.3f}   labels saved to the baseline's final mIoU: {saved}")
     print(json.dumps(entry, indent=2))

@@ -105,5 +105,10 @@ def test_rounds_judges_the_curves_up_to_round_n(tmp_path: Path):
 
     diffs = [cut(0.50) - cut(0.44), cut(0.46) - cut(0.47)]
     assert entry["seeds"] == 2 and entry["paired_aualc_mean"] == pytest.approx(np.mean(diffs))
+    # labels saved on the cut curves: random's final mIoU is its round-1 value (0.23 on seed 0,
+    # reached by entropy at round 0, 2 % vs 4.5 %); seed 1: 0.245, entropy 0.23 -> 0.24 never
+    saved = entry["match_baseline"]
+    assert saved["reached"] == 1 and saved["seeds"] == 2 and saved["upper_bound"]
+    assert saved["mean"] == pytest.approx(((1 - 0.02 / 0.045) + (1 - 0.045 / 0.045)) / 2)
     assert "AuALC (rounds 0-1) per seed" in done.stdout
     assert "random seed 2 has no AuALC" in done.stderr

@@ -99,8 +99,9 @@ def comparison_table(config: RayalConfig, summaries: list[dict], rows: list[dict
              "'95% CI': percentile bootstrap over seeds of the mean paired difference, which the "
              "verdict is read from; 'labels saved': 1 - the labelled fraction at which the strategy "
              "first reaches random's final mIoU / the one at which random does (same seed, "
-             "interpolated between rounds), mean [95% CI] over seeds; 'at most' when a seed never "
-             "reached it (that seed enters at the most it could have saved)", "",
+             "interpolated between rounds), mean [95% CI] over the paired seeds; 'at most' when a "
+             "seed never reached it: that seed enters at the most it could have saved, so the "
+             "mean and the interval's upper end are upper bounds and there is no lower end", "",
              "| strategy | runs | AuALC | AuALC - random | above random | final mIoU | to 90% | "
              "reached | to 95% | reached | min/run | 95% CI | verdict | labels saved |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -144,8 +145,10 @@ def _saving(v: dict | None) -> str:
     m = (v or {}).get("match_random")
     if not m or not m["seeds"]:
         return "-"
-    at_most = "at most " if m["upper_bound"] else ""
-    return (f"{at_most}{m['mean']:+.0%} [{m['ci_low']:+.0%}, {m['ci_high']:+.0%}], "
+    if m["upper_bound"]:
+        return (f"at most {m['mean']:+.0%} (upper 95% bound {m['ci_high']:+.0%}), "
+                f"reached {m['reached']}/{m['seeds']}")
+    return (f"{m['mean']:+.0%} [{m['ci_low']:+.0%}, {m['ci_high']:+.0%}], "
             f"reached {m['reached']}/{m['seeds']}")
 
 
@@ -167,7 +170,8 @@ def strategy_verdicts(config: RayalConfig, summaries: list[dict],
     reference with intervals (``to_90`` / ``to_95``, random's too) and, given the round ``rows``
     (:func:`comparison_rows`), the labels saved to reach random's final mIoU (``match_random``:
     :func:`~rayal.pipeline.study.statistics.saving_interval`)."""
-    from rayal.pipeline.study.statistics import budget_interval, saving_interval, strategy_verdict
+    from rayal.pipeline.study.statistics import (budget_interval, paired_seeds, saving_interval,
+                                                 strategy_verdict)
 
     by = lambda name, key: {s["seed"]: s[key] for s in summaries if s["strategy"] == name}  # noqa: E731
     out = {}
@@ -177,9 +181,11 @@ def strategy_verdicts(config: RayalConfig, summaries: list[dict],
         for pct in (90, 95):
             entry[f"to_{pct}"] = budget_interval(list(by(strategy, f"budget_to_{pct}").values()),
                                                  seed=config.seed)
-        if rows is not None and strategy != PAIRED_BASELINE:
+        if rows is not None and strategy != PAIRED_BASELINE:   # on the seeds AuALC pairs
+            paired = paired_seeds(by(strategy, "aualc"), by(PAIRED_BASELINE, "aualc"))
             entry["match_random"] = saving_interval(run_curves(rows, strategy),
-                                                    run_curves(rows, PAIRED_BASELINE), seed=config.seed)
+                                                    run_curves(rows, PAIRED_BASELINE),
+                                                    seed=config.seed, seeds=paired)
         out[strategy] = entry
     if PAIRED_BASELINE not in config.compare.strategies:
         return {k: v for k, v in out.items() if "verdict" in v}

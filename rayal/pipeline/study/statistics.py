@@ -43,9 +43,14 @@ def verdict(ci_low: float, ci_high: float, pairs: int, against: str = "random") 
     return UNCLEAR
 
 
+def paired_seeds(own: dict, base: dict) -> list[int]:
+    """Seeds both ``{seed: value}`` maps hold with a value (not None), in order."""
+    return sorted(k for k in set(own) & set(base) if own[k] is not None and base[k] is not None)
+
+
 def paired(own: dict, base: dict) -> tuple[list[int], list[float]]:
     """Seeds both ``{seed: value}`` maps hold (non-None), and own - base on each, seed order."""
-    seeds = sorted(k for k in set(own) & set(base) if own[k] is not None and base[k] is not None)
+    seeds = paired_seeds(own, base)
     return seeds, [own[k] - base[k] for k in seeds]
 
 
@@ -99,28 +104,51 @@ def label_saving(own: tuple, base: tuple) -> tuple[float, bool]:
     ``1 - f_own / f_base``: 0.2 = the same mIoU with a fifth fewer labels, < 0 = more labels.
     Returns ``(saving, reached)``. When the strategy never reaches m within its rounds it needs
     more than its last fraction f_last, and ``(1 - f_last / f_base, False)`` is returned: the
-    most it could have saved (an upper bound, usually <= 0)."""
-    target = float(np.asarray(base[1], np.float64)[-1])
+    most it could have saved (an upper bound, usually <= 0).
+
+    Raises ValueError for an empty curve, a non-finite mIoU or fraction, or a baseline that
+    reaches m at a labelled fraction of 0 (no saving can be expressed against it)."""
+    for name, (x, y) in (("strategy", own), ("baseline", base)):
+        if len(x) == 0 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise ValueError(f"the {name}'s curve is empty or holds a NaN / inf "
+                             f"(fractions {list(x)}, mIoUs {list(y)})")
+    target = float(base[1][-1])
     f_base = fraction_to_reach(base[0], base[1], target)
+    if not f_base > 0:
+        raise ValueError(f"the baseline reaches its final mIoU at a labelled fraction of {f_base}")
     f_own = fraction_to_reach(own[0], own[1], target)
     if f_own is None:
         return 1.0 - float(own[0][-1]) / f_base, False
     return 1.0 - f_own / f_base, True
 
 
-def saving_interval(own: dict, base: dict, seed: int = 0) -> dict:
+def usable_curve(curve: tuple) -> bool:
+    """A ``(fractions, mious)`` curve :func:`label_saving` takes: non-empty, finite, a positive
+    first fraction."""
+    x, y = curve
+    return len(x) > 0 and bool(np.isfinite(x).all() and np.isfinite(y).all()) and x[0] > 0
+
+
+def saving_interval(own: dict, base: dict, seed: int = 0, seeds=None) -> dict:
     """Label saving to match the baseline's final mIoU over the seeds: ``own`` and ``base`` are
-    ``{seed: (fractions, mious)}`` curves, paired by seed (:func:`label_saving`). Returns
-    ``{"mean", "ci_low", "ci_high", "reached", "seeds", "upper_bound"}``: the mean and
-    percentile-bootstrap 95 % interval over every paired seed, a seed on which the strategy never
-    reached the baseline's final mIoU entering at its bound; ``upper_bound`` is then true (the
-    figures are the most the strategy could have saved, not an estimate). None figures when no
-    seed is paired."""
-    seeds = sorted(set(own) & set(base))
-    pairs = [label_saving(own[s], base[s]) for s in seeds]
+    ``{seed: (fractions, mious)}`` curves, paired by seed (:func:`label_saving`); ``seeds``
+    limits the pairing (e.g. to the seeds the AuALC entry pairs). A seed whose curve is empty or
+    holds a NaN is left out and counted in ``left_out``.
+
+    Returns ``{"mean", "ci_low", "ci_high", "reached", "seeds", "left_out", "upper_bound"}``:
+    the mean and percentile-bootstrap 95 % interval over the paired seeds. A seed on which the
+    strategy never reached the baseline's final mIoU enters at its bound (the most it could have
+    saved); then ``upper_bound`` is true, the mean and ``ci_high`` are upper bounds and
+    ``ci_low`` is None (that seed's true value is anywhere below its bound). None figures when
+    no seed is paired."""
+    paired = sorted(set(own) & set(base) & (set(seeds) if seeds is not None else set(own)))
+    usable = [s for s in paired if usable_curve(own[s]) and usable_curve(base[s])]
+    pairs = [label_saving(own[s], base[s]) for s in usable]
     values = [v for v, _ in pairs]
     reached = sum(ok for _, ok in pairs)
+    bound = reached < len(usable)
     low, high = bootstrap_ci(values, seed=seed)
     return {"mean": float(np.mean(values)) if values else None,
-            "ci_low": low if values else None, "ci_high": high if values else None,
-            "reached": reached, "seeds": len(seeds), "upper_bound": reached < len(seeds)}
+            "ci_low": low if values and not bound else None, "ci_high": high if values else None,
+            "reached": reached, "seeds": len(usable), "left_out": len(paired) - len(usable),
+            "upper_bound": bound}

@@ -82,5 +82,16 @@ def test_labels_saved_to_reach_random_final_miou(write, tmp_path):
     assert "match_random" not in strategy_verdicts(config, summaries, rows).get("random", {})
     line = next(ln for ln in comparison_table(config, summaries, rows).splitlines()
                 if ln.startswith("| entropy |"))
-    assert line.endswith("| at most +19% [+0%, +38%], reached 1/2 |")
+    assert line.endswith("| at most +19% (upper 95% bound +38%), reached 1/2 |")
     assert "match_random" not in strategy_verdicts(config, summaries)["entropy"]   # no rows: no curves
+    # rows in any order give the same curves; seed 0 alone reads as a plain interval
+    shuffled = rows[::-1]
+    assert run_curves(shuffled, "entropy") == run_curves(rows, "entropy")
+    alone = load_config(write(tmp_path), ["compare.seeds=[0]"])
+    line = next(ln for ln in comparison_table(alone, summaries[::2], shuffled).splitlines()
+                if ln.startswith("| entropy |"))
+    assert line.endswith("| +38% [+38%, +38%], reached 1/1 |")
+    # a seed without an AuALC on one side is paired for neither figure
+    summaries[3] = dict(summaries[3], aualc=None)   # entropy seed 1
+    saved = strategy_verdicts(config, summaries, rows)["entropy"]["match_random"]
+    assert saved["seeds"] == 1 and not saved["upper_bound"]

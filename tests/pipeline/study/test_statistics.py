@@ -86,7 +86,27 @@ def test_label_saving_against_the_baselines_own_first_reach():
     out = saving_interval({0: own, 1: base, 2: never}, {0: base, 1: base, 2: base, 3: base})
     assert out["seeds"] == 3 and out["reached"] == 2 and out["upper_bound"]
     assert out["mean"] == pytest.approx((1 - f_own / f_base + 0 + 1 - 0.4 / f_base) / 3)
-    assert out["ci_low"] < 0 < out["ci_high"]
+    assert out["ci_low"] is None                          # seed 2 is anywhere below its bound
+    assert out["ci_high"] == pytest.approx(1 - f_own / f_base)   # the best resample: seed 0 x3
     clean = saving_interval({0: own, 1: base}, {0: base, 1: base})
     assert clean["reached"] == 2 and not clean["upper_bound"]
+    assert (clean["ci_low"], clean["ci_high"]) == pytest.approx((0.0, 1 - f_own / f_base))
     assert saving_interval({}, {0: base})["mean"] is None
+    assert saving_interval({0: own, 1: base}, {0: base, 1: base}, seeds=[1])["seeds"] == 1
+
+
+def test_label_saving_refuses_what_it_cannot_read():
+    """A NaN mIoU (no class present in a round) or an empty curve is refused by label_saving
+    and left out by saving_interval, counted; a baseline reaching its mIoU at 0 labels too."""
+    from rayal.pipeline.study.statistics import label_saving, saving_interval
+
+    x = [0.1, 0.2, 0.3]
+    good, nan_last = (x, [0.1, 0.2, 0.3]), (x, [0.1, 0.2, float("nan")])
+    with pytest.raises(ValueError, match="baseline's curve is empty or holds a NaN"):
+        label_saving(good, nan_last)
+    with pytest.raises(ValueError, match="strategy's curve is empty"):
+        label_saving(([], []), good)
+    with pytest.raises(ValueError, match="labelled fraction of 0.0"):
+        label_saving(good, ([0.0, 0.1], [0.3, 0.2]))
+    out = saving_interval({0: good, 1: (x, [float("nan"), 0.5, 0.5])}, {0: good, 1: good})
+    assert out["seeds"] == 1 and out["left_out"] == 1 and out["mean"] == pytest.approx(0.0)
