@@ -282,21 +282,3 @@ def query_from_keys(pool: PoolView, unit: str, keys: np.ndarray, score: np.ndarr
                  region_id=region_id.astype(np.int32), score=np.asarray(score, np.float64),
                  reason=np.asarray(list(reason), object), extras=extras or {}, **columns)
 
-
-# the embedding helpers moved to rayal.selection.embeddings; a plugin importing them from here
-# still works, with a warning naming the new home
-_MOVED_TO_EMBEDDINGS = ("embedding_matrix", "l2_normalise", "embedding_keys", "iter_embeddings",
-                        "read_embeddings", "embedding_units", "taken_units", "sample_keys",
-                        "representative_points", "embedded_points")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_EMBEDDINGS:
-        import warnings
-
-        from rayal.selection import embeddings
-
-        warnings.warn(f"rayal.selection.common.{name} moved to rayal.selection.embeddings.{name}",
-                      DeprecationWarning, stacklevel=2)
-        return getattr(embeddings, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,12 +58,3 @@ def test_sample_keys_is_seeded_sorted_and_whole_when_small():
     assert a.tolist() == b.tolist() and a.tolist() == sorted(a.tolist()) and len(set(a)) == 10
     assert sample_keys(keys[:5], 10, seed=0).tolist() == [95, 96, 97, 98, 99]
 
-
-def test_the_old_home_still_answers_with_a_warning():
-    from rayal.selection import embeddings
-
-    with pytest.warns(DeprecationWarning, match="moved to rayal.selection.embeddings.read_embeddings"):
-        from rayal.selection.common import read_embeddings as old
-    assert old is embeddings.read_embeddings
-    with pytest.raises(ImportError):
-        from rayal.selection.common import no_such_helper  # noqa: F401
