@@ -101,9 +101,15 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
                        key=lambda r: r["round"])
         run["curve"] = ([r["labelled_fraction"] for r in curve], [r["miou"] for r in curve])
     if rounds is not None:
-        for seed, run in out.items():
+        for seed in list(out):
             cut = _up_to([r for r in rows if r["seed"] == seed], rounds)
-            run.update(cut if cut is not None else {"aualc": None})
+            if cut is None:
+                last = max(r["round"] for r in rows if r["seed"] == seed)
+                print(f"paired_across: note: {label} seed {seed} ends at round {last}, before "
+                      f"--rounds {rounds} (left out)", file=sys.stderr)
+                del out[seed]
+            else:
+                out[seed].update(cut)
     for seed in [s for s, run in out.items() if run["aualc"] is None or math.isnan(run["aualc"])]:
         print(f"paired_across: note: {label} seed {seed} has no AuALC (left out)", file=sys.stderr)
         del out[seed]
@@ -145,6 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=None,
                         help="judge rounds 0..N only (AuALC recomputed); see the docstring")
     args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: a curve needs rounds 0..N with N >= 1")
     own, base = read_arm(args.own, args.rounds), read_arm(args.base, args.rounds)
     seeds = check_pairable(own, base)
     entry = strategy_verdict({s: own.runs[s]["aualc"] for s in seeds},

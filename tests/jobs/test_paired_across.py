@@ -111,4 +111,8 @@ def test_rounds_judges_the_curves_up_to_round_n(tmp_path: Path):
     assert saved["reached"] == 1 and saved["seeds"] == 2 and saved["upper_bound"]
     assert saved["mean"] == pytest.approx(((1 - 0.02 / 0.045) + (1 - 0.045 / 0.045)) / 2)
     assert "AuALC (rounds 0-1) per seed" in done.stdout
-    assert "random seed 2 has no AuALC" in done.stderr
+    assert "random seed 2 ends at round 0, before --rounds 1 (left out)" in done.stderr
+    for bad in ("0", "-1"):
+        refused = _run(f"{own}:entropy", f"{base}:random", "--rounds", bad)
+        assert refused.returncode == 2 and "needs rounds 0..N with N >= 1" in refused.stderr
+        assert "Traceback" not in refused.stderr

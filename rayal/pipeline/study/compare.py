@@ -90,8 +90,10 @@ _REFERENCE_KEYS = ("loop.full_miou", "loop.reference_dir", "loop.reference_epoch
 
 
 def _comparable(raw: dict, ignore: tuple[str, ...]) -> dict:
+    """What must match to resume or read back a run: everything but the sections in ``ignore``,
+    the reference keys and ``output_dir`` (a folder copied or moved elsewhere is still the run)."""
     return {k: v for k, v in _flat(raw).items()
-            if k.split(".")[0] not in ignore and k not in _REFERENCE_KEYS}
+            if k.split(".")[0] not in ignore and k not in _REFERENCE_KEYS and k != "output_dir"}
 
 
 def check_same_config(config: RayalConfig, ignore: tuple[str, ...] = _RUNTIME_SECTIONS) -> None:

@@ -93,6 +93,9 @@ def test_a_run_dir_from_before_a_new_field_is_still_the_same_setting(write, tmp_
     del old["loop"]["annotation"], old["loop"]["reference_epochs"]    # written before they existed
     (tmp_path / "run" / "config.yaml").write_text(_yaml.safe_dump(old))
     check_same_config(config)
+    old["output_dir"] = "/somewhere/else/run"   # the folder was copied or moved: still the run
+    (tmp_path / "run" / "config.yaml").write_text(_yaml.safe_dump(old))
+    check_same_config(config)
     old["train"]["lr"] = 0.5
     (tmp_path / "run" / "config.yaml").write_text(_yaml.safe_dump(old))
     with pytest.raises(ConfigError, match=r"differs in \['train.lr'\]"):
