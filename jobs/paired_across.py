@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from rayal.pipeline.study.statistics import (label_saving, saving_interval, strategy_verdict,
                                              usable_curve)
+from rayal.train.metrics import aualc
 
 COLUMNS = ["strategy", "seed", "round", "labelled_fraction", "miou", "aualc", "final_miou",
            "full_miou"]
@@ -67,17 +68,6 @@ def _table(path: Path):
         raise SystemExit(f"paired_across: error: cannot read {path}: {err}") from err
 
 
-def _up_to(rows: list[dict], rounds: int) -> dict | None:
-    """AuALC and final mIoU of one run's rounds 0..``rounds`` (None: it has fewer)."""
-    from rayal.train.metrics import aualc
-
-    curve = [r for r in rows if r["round"] <= rounds]
-    if len(curve) != rounds + 1:
-        return None
-    x, y = [r["labelled_fraction"] for r in curve], [r["miou"] for r in curve]
-    return {"aualc": aualc(x, y, curve[0]["full_miou"]), "final_miou": y[-1]}
-
-
 def read_arm(arg: str, rounds: int | None = None) -> Arm:
     """``DIR:STRATEGY`` (DIR may be the ``comparison.parquet`` itself) -> :class:`Arm`; seeds
     without an AuALC are left out with a note on stderr. ``rounds``: see ``--rounds``."""
@@ -91,25 +81,25 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
     if not rows:
         names = sorted(set(table.column("strategy").to_pylist()))
         raise SystemExit(f"paired_across: error: {path} has no strategy {strategy!r}; it has {names}")
-    out: dict[int, dict] = {}
-    for r in sorted(rows, key=lambda r: (r["seed"], r["round"])):   # round 0 first: the start
-        out.setdefault(r["seed"], {"aualc": r["aualc"], "final_miou": r["final_miou"],
-                                   "full_miou": r["full_miou"], "start": r["labelled_fraction"]})
     label = f"{folder}:{strategy}"
-    for seed, run in out.items():   # (labelled fractions, mIoUs) in round order, up to ``rounds``
-        curve = sorted((r for r in rows if r["seed"] == seed and (rounds is None or r["round"] <= rounds)),
-                       key=lambda r: r["round"])
-        run["curve"] = ([r["labelled_fraction"] for r in curve], [r["miou"] for r in curve])
-    if rounds is not None:
-        for seed in list(out):
-            cut = _up_to([r for r in rows if r["seed"] == seed], rounds)
-            if cut is None:
-                last = max(r["round"] for r in rows if r["seed"] == seed)
-                print(f"paired_across: note: {label} seed {seed} ends at round {last}, before "
-                      f"--rounds {rounds} (left out)", file=sys.stderr)
-                del out[seed]
-            else:
-                out[seed].update(cut)
+    by_seed: dict[int, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: (r["seed"], r["round"])):   # round order within a seed
+        by_seed.setdefault(r["seed"], []).append(r)
+    out: dict[int, dict] = {}
+    for seed, runs in by_seed.items():
+        curve = runs if rounds is None else [r for r in runs if r["round"] <= rounds]
+        x, y = [r["labelled_fraction"] for r in curve], [r["miou"] for r in curve]
+        out[seed] = {"aualc": runs[0]["aualc"], "final_miou": runs[0]["final_miou"],
+                     "full_miou": runs[0]["full_miou"], "start": runs[0]["labelled_fraction"],
+                     "curve": (x, y)}
+        if rounds is None:
+            continue
+        if len(curve) != rounds + 1:   # the run is shorter than --rounds
+            print(f"paired_across: note: {label} seed {seed} ends at round {runs[-1]['round']}, "
+                  f"before --rounds {rounds} (left out)", file=sys.stderr)
+            del out[seed]
+        else:   # rounds 0..N recomputed: the shorter protocol's run
+            out[seed].update(aualc=aualc(x, y, runs[0]["full_miou"]), final_miou=y[-1])
     for seed in [s for s, run in out.items() if run["aualc"] is None or math.isnan(run["aualc"])]:
         print(f"paired_across: note: {label} seed {seed} has no AuALC (left out)", file=sys.stderr)
         del out[seed]
