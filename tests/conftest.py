@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -68,6 +69,25 @@ def camvid_dir() -> Path:
 
 # --- a real S3 API on loopback (tests/data/test_s3.py, tests/pipeline/test_s3_runs.py) ----------
 S3_BUCKET, REGION = "rayal-test", "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory):
+    """``module_tmp(name) -> Path``: a fresh directory for a module-scoped fixture (as
+    ``tmp_path_factory.mktemp``), removed when the module's tests end unless one of them failed,
+    as pytest keeps only a failed test's ``tmp_path`` (pyproject: tmp_path_retention_policy).
+    Runs and sweeps write checkpoints: kept to the end, a full run filled CI's disk."""
+    made: list[Path] = []
+    failed_before = request.session.testsfailed
+
+    def mktemp(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield mktemp
+    if request.session.testsfailed == failed_before:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _free_port() -> int:

@@ -47,12 +47,30 @@ def _aggregations(measure: str, aggregate: list[str]) -> list[str]:
     return [how for how in aggregate if how in supported]
 
 
+RANK_MANTISSA_BITS = 16   # region scores are ranked at ~1.5e-5 relative precision
+
+
+def rank_precision(values: torch.Tensor) -> torch.Tensor:
+    """values rounded to ``RANK_MANTISSA_BITS`` significant bits (same shape; inf and 0 kept).
+
+    The same frame scored in another batch (a resumed job, another batch size, another device)
+    differs in the last float bits; regions whose scores tie up to that noise (flat image areas
+    give equal scores) must rank the same way every time."""
+    mantissa, exponent = torch.frexp(values)
+    scale = float(2 ** RANK_MANTISSA_BITS)
+    return torch.ldexp(torch.round(mantissa * scale) / scale, exponent)
+
+
 def top_k_union(keys: torch.Tensor, exists: torch.Tensor, k: int | None) -> torch.Tensor:
-    """keys (B, R, K) scores -> (B, R) bool: region is in its frame's top-k for any key."""
+    """keys (B, R, K) scores -> (B, R) bool: region is in its frame's top-k for any key.
+
+    Keys are compared at :func:`rank_precision`; ties go to the lowest region id, so the kept
+    set of a frame does not depend on float noise from the batch it was scored in."""
     if k is None or k >= keys.shape[1]:
         return exists
-    ranked = torch.nan_to_num(keys, nan=float("-inf")).masked_fill(~exists[..., None], float("-inf"))
-    top = ranked.topk(k, dim=1).indices  # (B, k, K)
+    ranked = torch.nan_to_num(keys.float(), nan=float("-inf"), posinf=float("inf"))
+    ranked = rank_precision(ranked).masked_fill(~exists[..., None], float("-inf"))
+    top = torch.sort(ranked, dim=1, descending=True, stable=True).indices[:, :k]  # (B, k, K)
     keep = torch.zeros_like(exists)
     batch = torch.arange(keys.shape[0], device=keys.device).view(-1, 1, 1).expand_as(top)
     keep[batch.flatten(), top.flatten()] = True

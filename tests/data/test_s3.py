@@ -92,18 +92,24 @@ def test_pool_state_on_s3_survives_a_restart(s3):
 
     pool = {"project": f"s3-{uuid.uuid4().hex[:8]}", "unit": "image", "state_dir": uri("pool")}
     first = PoolCoordinator(pool)
-    frames = pa.table({"frame_id": [f"f{i}" for i in range(6)], "uri": [f"s3://x/f{i}.png" for i in range(6)]})
-    assert first.register(frames)["registered"] == 6
-    first.snapshot()
-    first.quarantine(["f2"], -1, "cannot decode image")   # journalled after the snapshot
-    again = PoolCoordinator(pool)                          # a new process would do the same
-    assert again.digest() == first.digest()
-    assert again.report.snapshot_seq == 2 and again.report.replayed == 1
-    assert (again.status()["quarantined"], again.status()["unlabeled"]) == (1, 5)
-    fs, root = io.resolve_filesystem(f"{pool['state_dir']}/{pool['project']}")
-    names = [i.base_name for i in fs.get_file_info(pafs.FileSelector(root, recursive=True)) if i.is_file]
-    assert any(n.endswith(".snap") for n in names) and any(n.endswith(".rec") for n in names)
-    assert not any(".tmp-" in n for n in names)
+    again = None
+    try:
+        frames = pa.table({"frame_id": [f"f{i}" for i in range(6)], "uri": [f"s3://x/f{i}.png" for i in range(6)]})
+        assert first.register(frames)["registered"] == 6
+        first.snapshot()
+        first.quarantine(["f2"], -1, "cannot decode image")   # journalled after the snapshot
+        again = PoolCoordinator(pool)                          # a new process would do the same
+        assert again.digest() == first.digest()
+        assert again.report.snapshot_seq == 2 and again.report.replayed == 1
+        assert (again.status()["quarantined"], again.status()["unlabeled"]) == (1, 5)
+        fs, root = io.resolve_filesystem(f"{pool['state_dir']}/{pool['project']}")
+        names = [i.base_name for i in fs.get_file_info(pafs.FileSelector(root, recursive=True)) if i.is_file]
+        assert any(n.endswith(".snap") for n in names) and any(n.endswith(".rec") for n in names)
+        assert not any(".tmp-" in n for n in names)
+    finally:   # planned shutdowns: no lease renewer outlives the test (and its S3 endpoint)
+        for coordinator in (again, first):
+            if coordinator is not None:
+                coordinator.close(snapshot=False)
 
 
 # --- end to end: rayal score + rayal pool init + rayal pool select, all on S3 -------------------

@@ -200,3 +200,19 @@ def test_region_and_frame_columns():
     np.testing.assert_allclose(fc["area_disagreement"], [0.25, 0.5])
     np.testing.assert_allclose(fc["entropy_max"], [9.0, 8.0])
     assert fc["pred_hist"].tolist() == [[3, 4, 5], [0, 4, 8]]
+
+
+def test_top_k_union_ties_go_to_the_lowest_region_whatever_the_float_noise():
+    """A flat image area gives several regions the same score; scored in another batch the
+    scores differ in the last bits. The kept set must not change with that noise."""
+    gen = torch.Generator().manual_seed(0)
+    base = torch.tensor([[0.5, 0.9, 0.9, 0.9, 0.2, 0.9]])[..., None]   # four regions tie at 0.9
+    exists = torch.ones(1, 6, dtype=torch.bool)
+    want = [[False, True, True, False, False, False]]                    # the two lowest ids
+    assert top_k_union(base, exists, 2).tolist() == want
+    for _ in range(50):
+        noise = 1 + 1e-7 * torch.randn(base.shape, generator=gen)
+        assert top_k_union(base * noise, exists, 2).tolist() == want
+    # real differences above the rank precision still rank
+    assert top_k_union(torch.tensor([[[0.9], [0.9001], [0.5]]]), exists[:, :3], 1).tolist() == [
+        [False, True, False]]

@@ -74,8 +74,8 @@ def wait_job(url: str, job_id: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    s = start(tmp_path_factory.mktemp("ls"))
+def service(module_tmp):
+    s = start(module_tmp("ls"))
     try:
         status, started = call(s["url"] + "/v1/projects/demo/rounds", "POST",
                                {"strategy": "entropy", "budget": 4}, auth=f"Bearer {ADMIN}")

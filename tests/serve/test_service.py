@@ -44,8 +44,8 @@ def png64(mask) -> str:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("serve")
+def service(module_tmp):
+    tmp = module_tmp("serve")
     config = demo_config(tmp, free_port(), [
         {"token": ADMIN, "role": "admin"}, {"token": ANNOTATOR, "role": "annotator"},
         {"token": OTHER, "role": "annotator", "projects": ["other"]}])

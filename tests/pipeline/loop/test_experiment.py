@@ -31,8 +31,8 @@ def write(tiny_config):
 
 
 @pytest.fixture(scope="module")
-def finished_run(ray_local, write, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("run")
+def finished_run(ray_local, write, module_tmp):
+    tmp = module_tmp("run")
     path = write(tmp, "a")
     assert main(["run", str(path), "--no-progress"]) == 0
     return tmp, path

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def madbal_checkpoint(tmp_path_factory) -> Path:
+def madbal_checkpoint(module_tmp) -> Path:
     """A tiny MadbalNet whose extra modules went through phase II on synthetic labels."""
     model = build_model(ModelConfig(arch="Unet", encoder="resnet18", decoder_channels=[16, 8, 8, 8, 8]),
                         num_classes=CLASSES, seed=0, madbal=MADBAL)
@@ -39,7 +39,7 @@ def madbal_checkpoint(tmp_path_factory) -> Path:
     masks = torch.from_numpy(np.stack([p[1] for p in pairs])).long()
     train_phase2(model, [(images[:2], masks[:2]), (images[2:], masks[2:])], MADBAL,
                  num_classes=CLASSES, ignore_index=255, seed=0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "madbal.pt", model)
+    return save_checkpoint(module_tmp("ckpt") / "madbal.pt", model)
 
 
 def multi_head_config(out: Path, checkpoint: Path, *extra: str):

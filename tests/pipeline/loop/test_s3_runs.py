@@ -83,9 +83,9 @@ def _rows(run: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def runs(s3, tiny_config, tmp_path_factory):
+def runs(s3, tiny_config, module_tmp):
     """``rayal train`` + ``rayal score --model s3://.../best.pt`` + ``rayal run``, all on S3."""
-    tmp = tmp_path_factory.mktemp("s3runs")
+    tmp = module_tmp("s3runs")
     base = uri("runs", uuid.uuid4().hex[:8])
     labels = tmp / "labelled.txt"
     labels.write_text("syn_0000001\nsyn_0000002\nsyn_0000004\n")

@@ -78,8 +78,8 @@ def _part_objects(out: str) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(ray_local, tmp_path_factory):
-    out = tmp_path_factory.mktemp("s3resume") / "uninterrupted"
+def uninterrupted(ray_local, module_tmp):
+    out = module_tmp("s3resume") / "uninterrupted"
     run_scoring(_config(str(out)), progress=False)
     return pq.read_table(out / "frames").to_pandas().sort_values("frame_id").reset_index(drop=True)
 

@@ -10,8 +10,8 @@ from rayal.errors import RayalWarning
 from rayal.pipeline.study.compare import run_configs
 
 @pytest.fixture(scope="module")
-def compared(ray_local, write, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("compare")
+def compared(ray_local, write, module_tmp):
+    tmp = module_tmp("compare")
     path = write(tmp)
     assert main(["compare", str(path), "--no-progress"]) == 0
     return tmp, path

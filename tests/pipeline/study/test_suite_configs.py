@@ -17,8 +17,8 @@ SUITES = ["camvid_image", "camvid_patch", "camvid_superpixel"]
 
 
 @pytest.fixture(scope="module")
-def other_folder(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("other")
+def other_folder(module_tmp) -> Path:
+    root = module_tmp("other")
     SyntheticScenes(12, height=48, width=64, seed=1).write_folder(str(root), "train")
     SyntheticScenes(4, height=48, width=64, seed=2).write_folder(str(root), "val")
     return root

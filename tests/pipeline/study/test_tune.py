@@ -32,8 +32,8 @@ def config_of(tiny_config):
 
 
 @pytest.fixture(scope="module")
-def swept(ray_local, config_of, tmp_path_factory):
-    path, config = config_of(tmp_path_factory.mktemp("tune"))
+def swept(ray_local, config_of, module_tmp):
+    path, config = config_of(module_tmp("tune"))
     return path, config, run_tune(config, progress=False)
 
 
