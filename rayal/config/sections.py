@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from rayal.core.measures import FRAME_MEASURES, MC_MEASURES, PIXEL_MEASURES, measure_names
 from rayal.core.names import NameView
 from rayal.core.plugins import load_plugins
+from rayal.core.splits import check_split, parse_split
 from rayal.core.units import get_unit, unit_names
 
 # live views of the measure registry (rayal.core.measures): a plugin's measure is valid here
@@ -47,7 +48,8 @@ class DataConfig(Section):
     images: str = "{split}"
     masks: str | None = "{split}annot"
     pool_split: str = "train"
-    eval_split: str = "val"
+    eval_split: str = Field("val", description="split each round is evaluated on; may be sliced, "
+                            "'val[24:]' (rayal.core.splits)")
     split_files: dict[str, str] = Field(default_factory=dict)
     manifest: str | None = None
     num_classes: int | None = Field(None, ge=2)
@@ -68,6 +70,11 @@ class DataConfig(Section):
             raise ValueError(
                 f"data.class_names has {len(self.class_names)} names "
                 f"but data.num_classes is {self.num_classes}")
+        for field in ("pool_split", "eval_split"):
+            check_split(f"data.{field}", getattr(self, field))
+        if parse_split(self.pool_split)[1] is not None:
+            raise ValueError(f"data.pool_split {self.pool_split!r}: the pool split cannot be "
+                             f"sliced; data.limit takes its first N frames")
         if self.image_size is not None and min(self.image_size) < 8:
             raise ValueError(f"data.image_size must be (H, W) >= 8, got {self.image_size}")
         return self

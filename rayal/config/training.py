@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from rayal.config.base import Section
+from rayal.core.splits import check_split
 
 
 class AugmentConfig(Section):
@@ -54,7 +55,8 @@ class TrainConfig(Section):
     patience: int | None = Field(3, ge=1, description="epochs without val mIoU gain before stopping")
     ema_decay: float | None = Field(0.99, gt=0.0, lt=1.0, description="Polyak/EMA of the weights; None: off")
     warm_start: bool = Field(True, description="start a round from the previous round's weights")
-    val_split: str | None = Field(None, description="split for early stopping; None: data.eval_split")
+    val_split: str | None = Field(None, description="split for early stopping and the best epoch; "
+                                  "None: data.eval_split; may be sliced, 'val[:24]' (rayal.core.splits)")
     val_limit: int | None = Field(None, ge=1, description="validate on the first N frames only")
     steps_per_epoch: int | None = Field(
         None, ge=1, description="optimizer steps per epoch; None: one pass over the labelled set")
@@ -72,6 +74,7 @@ class TrainConfig(Section):
     def _split_needs_list(self) -> "TrainConfig":
         if self.labels == "split" and not self.label_list:
             raise ValueError("train.label_list is required when train.labels is 'split'")
+        check_split("train.val_split", self.val_split)
         return self
 
 

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rayal.config.sections import DataConfig
+from rayal.core.splits import parse_split
 from rayal.data.decode import load_image, load_mask
 from rayal.data.folder import FolderDataset
 from rayal.data.manifest import read_manifest
@@ -72,15 +73,30 @@ class LabelledSplit:
 
 
 def labelled_split(data: DataConfig, split: str) -> LabelledSplit:
-    """The labelled frames of ``split`` (``data.limit`` applies to the pool split only)."""
+    """The labelled frames of ``split`` (``data.limit`` applies to the pool split only).
+
+    ``split`` may be sliced, ``"val[24:]"`` (:mod:`rayal.core.splits`): a contiguous part of
+    the split's frames, named by the whole text.
+
+    Raises:
+        ValueError: a malformed split, or a slice that holds no frame (naming both).
+    """
     if data.num_classes is None:
         raise ValueError("data.num_classes is required to read masks")
+    name, part = parse_split(split)
     if data.source == "synthetic":
-        split_data = _synthetic_split(data, split)
+        split_data = _synthetic_split(data, name)
     elif data.source == "folder":
-        split_data = _folder_split(data, split)
+        split_data = _folder_split(data, name)
     else:
-        split_data = _manifest_split(data, split)
+        split_data = _manifest_split(data, name)
+    if part is not None:
+        frames = split_data.frame_ids[part]
+        if not frames:
+            raise ValueError(f"split {split!r} holds no frame: split {name!r} has "
+                             f"{len(split_data)}")
+        split_data = split_data.subset(frames)
+        split_data.name = split
     return split_data.head(data.limit) if split == data.pool_split else split_data
 
 
