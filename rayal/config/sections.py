@@ -75,6 +75,11 @@ class DataConfig(Section):
         if parse_split(self.pool_split)[1] is not None:
             raise ValueError(f"data.pool_split {self.pool_split!r}: the pool split cannot be "
                              f"sliced; data.limit takes its first N frames")
+        name, part = parse_split(self.eval_split)
+        if part is not None and name == self.pool_split:
+            raise ValueError(f"data.eval_split {self.eval_split!r} slices the pool split: those "
+                             f"frames stay in the pool, to be selected and trained on; slice "
+                             f"another split")
         if self.image_size is not None and min(self.image_size) < 8:
             raise ValueError(f"data.image_size must be (H, W) >= 8, got {self.image_size}")
         return self
@@ -310,6 +315,15 @@ class RayalConfig(Section):
             except ImportError as err:
                 raise ValueError(f"selection.plugins: {err}") from None
         return data
+
+    @model_validator(mode="after")
+    def _validation_outside_the_pool(self) -> "RayalConfig":
+        val = self.train.val_split
+        if val is not None and parse_split(val)[1] is not None \
+                and parse_split(val)[0] == self.data.pool_split:
+            raise ValueError(f"train.val_split {val!r} slices the pool split: those frames stay in "
+                             f"the pool, to be selected and trained on; slice another split")
+        return self
 
     @model_validator(mode="after")
     def _multi_head_needs_madbal(self) -> "RayalConfig":

@@ -16,9 +16,10 @@ def parse_split(split: str) -> tuple[str, slice | None]:
     """``"val[24:]"`` -> ``("val", slice(24, None))``; ``"val"`` -> ``("val", None)``.
 
     Raises:
-        ValueError: naming the text, when it is not ``name`` or ``name[start:stop]``.
+        ValueError: naming the text, when it is not ``name`` or ``name[start:stop]`` (surrounding
+            whitespace included: a split name is a folder or manifest key, used verbatim).
     """
-    match = _SPLIT.match(split.strip()) if isinstance(split, str) else None
+    match = _SPLIT.match(split) if isinstance(split, str) and split == split.strip() else None
     if match is None:
         raise ValueError(f"split {split!r}: expected a split name, optionally sliced as "
                          f"name[start:stop], e.g. 'val' or 'val[24:]'")

@@ -42,7 +42,7 @@ import pyarrow.fs as pafs
 
 from rayal.data import has_scheme, join_uri, makedirs, resolve_filesystem
 from rayal.pool.labels import label_counts_array
-from rayal.pool.state import UNIT_COLUMNS, PoolState, Record
+from rayal.pool.state import UNIT_COLUMNS, PoolState, Record, apply_record
 
 log = logging.getLogger("rayal.pool")
 
@@ -288,8 +288,9 @@ class Journal:
             self.fs.delete_file(path)
 
     # --- recovery
-    def recover(self) -> tuple[PoolState | None, list[tuple[int, Record]], RecoveryReport]:
-        """Newest readable snapshot + the records after it; torn tails dropped and reported."""
+    def recover(self, repair: bool = True) -> tuple[PoolState | None, list[tuple[int, Record]], RecoveryReport]:
+        """Newest readable snapshot + the records after it; torn tails dropped and reported
+        (and cut from the files unless ``repair`` is False: a read-only look, no appends after)."""
         report = RecoveryReport(state_dir=self.root)
         state = None
         for seq, path in reversed(self._list(self.snapshot_dir, ".snap")):
@@ -300,7 +301,7 @@ class Journal:
             except Exception as err:  # noqa: BLE001 - any unreadable snapshot falls back to an older one
                 report.skipped_snapshots.append({"file": path, "reason": f"{type(err).__name__}: {err}"})
                 log.warning("pool snapshot %s unreadable (%s); trying an older one", path, err)
-        found = self._read_local(report) if self.local else self._read_objects(report)
+        found = self._read_local(report, repair) if self.local else self._read_objects(report, repair)
         records = [(s, r) for s, r, _ in found]
         expected = report.snapshot_seq + 1
         replay = [(s, r, where) for s, r, where in found if s > report.snapshot_seq]
@@ -322,7 +323,7 @@ class Journal:
         self._recovered = True
         return state, replay, report
 
-    def _read_local(self, report: RecoveryReport) -> list:
+    def _read_local(self, report: RecoveryReport, repair: bool) -> list:
         segments, records = self._list(self.journal_dir, ".log"), []
         for i, (_, path) in enumerate(segments):
             data = self._read(path)
@@ -338,16 +339,18 @@ class Journal:
                 if not last:
                     raise JournalCorruptError(f"{path}: damaged tail in a segment that is not the last")
                 report.torn.append(torn)
+                if not repair:
+                    continue
                 with open(path, "r+b") as f:   # drop the torn bytes before appending again
                     f.truncate(good)
                     if good == 0:
                         f.write(SEGMENT_MAGIC)
                     os.fsync(f.fileno())
-        if segments:
+        if segments and repair:
             self._fd = os.open(segments[-1][1], os.O_WRONLY | os.O_APPEND)
         return records
 
-    def _read_objects(self, report: RecoveryReport) -> list:
+    def _read_objects(self, report: RecoveryReport, repair: bool) -> list:
         objects, records = self._list(self.journal_dir, ".rec"), []
         for i, (_, path) in enumerate(objects):
             data = self._read(path)
@@ -357,7 +360,8 @@ class Journal:
                     raise JournalCorruptError(f"{path}: damaged journal object that is not the last")
                 report.torn.append(torn or {"file": path, "offset": 0, "bytes": len(data),
                                             "reason": "empty object"})
-                self.fs.delete_file(path)
+                if repair:
+                    self.fs.delete_file(path)
                 continue
             records.extend((s, r, path) for s, r in found)
         return records
@@ -395,3 +399,21 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def read_state(root: str) -> PoolState | None:
+    """The pool state under ``root`` (a project's state directory) as its snapshots and journal
+    hold it, read without the state-dir lease and without writing: for finished runs and
+    copied folders (a live coordinator may be ahead of what it reads). None: an empty journal.
+
+    Raises:
+        FileNotFoundError: ``root`` holds no journal.
+        JournalCorruptError: as recovery does (a torn tail is only skipped).
+    """
+    fs, path = resolve_filesystem(join_uri(root, "journal"))
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"{root}: no pool journal here (expected {root}/journal)")
+    state, replay, _ = Journal(root).recover(repair=False)
+    for seq, record in replay:
+        state = apply_record(state, record, seq)
+    return state

@@ -138,6 +138,10 @@ def fit(config: RayalConfig, specs: list[LabelSpec], checkpoint_dir: str | Path,
         raise ValueError("the labelled set is empty: label some units first (rayal pool ingest) "
                          "or use train.labels: split | full")
     tc = config.train
+    # both splits resolve to frames before any epoch (a slice past a split's end would
+    # otherwise surface when the finished training is evaluated)
+    labelled_split(config.data, config.data.eval_split)
+    _validation_split(config)
     checkpoint_dir = _absolute(checkpoint_dir)
     storage = _absolute(tc.storage_path or join_uri(config.output_dir, "ray_train"))
     job = TrainJob(config.model_dump(mode="json"), list(specs), checkpoint_dir,

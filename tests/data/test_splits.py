@@ -44,3 +44,27 @@ def test_a_slice_without_frames_and_a_sliced_pool_are_refused(tmp_path):
         load_config(_config(tmp_path), ["data.pool_split=train[:3]"])
     with pytest.raises(ConfigError, match=r"train.val_split: split 'val\[4\]'"):
         load_config(_config(tmp_path, val_split="val[4]"))
+
+
+def test_whitespace_and_slices_of_the_pool_split_are_refused(tmp_path):
+    from pydantic import ValidationError
+
+    from rayal.config import RayalConfig
+
+    with pytest.raises(ValidationError, match=r"split 'train '"):   # a name is used verbatim
+        RayalConfig.model_validate({**SYN, "data": {**SYN["data"], "pool_split": "train "}})
+    with pytest.raises(ConfigError, match="data.eval_split 'train\\[-3:\\]' slices the pool split"):
+        load_config(_config(tmp_path), ["data.eval_split=train[-3:]"])
+    with pytest.raises(ConfigError, match="train.val_split 'train\\[:2\\]' slices the pool split"):
+        load_config(_config(tmp_path, val_split="train[:2]"))
+
+
+def test_an_empty_slice_is_refused_before_any_training(ray_local, tmp_path):
+    from rayal.train.trainer import fit
+    from rayal.train.dataset import LabelSpec
+
+    config = load_config(_config(tmp_path, val_split="val[:4]"),
+                         ["data.eval_split=val[40:]", f"output_dir={tmp_path}"])
+    with pytest.raises(ValueError, match=r"split 'val\[40:\]' holds no frame"):
+        fit(config, [LabelSpec("syn_0000000")], tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()

@@ -209,3 +209,25 @@ def test_object_store_backend(tmp_path):
         f.write(encode_record(5, rec(8))[:30])
     _, records, report = Journal(root).recover()
     assert [s for s, _ in records] == [4] and report.torn[0]["reason"].startswith("partial")
+
+
+def test_read_state_reads_a_torn_journal_without_cutting_it(tmp_path):
+    """Reading a finished run's pool (jobs/selection_mix.py) writes nothing, takes no lease."""
+    from rayal.pool.journal import read_state
+
+    j = Journal(str(tmp_path))
+    j.recover()
+    j.append(Record("create", {"unit": "image"}))
+    for i in range(3):
+        j.append(rec(i))
+    j.close()
+    path = segment(tmp_path)
+    full = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(full - 5)                           # the last register record torn
+    state = read_state(str(tmp_path))
+    assert sorted(state.frame_ids.to_pylist()) == [f"r{i}_{j}" for i in range(2) for j in range(3)]
+    assert os.path.getsize(path) == full - 5, "a read-only look cuts nothing"
+    assert not (tmp_path / "lease.json").exists()
+    with pytest.raises(FileNotFoundError, match="no pool journal here"):
+        read_state(str(tmp_path / "elsewhere"))

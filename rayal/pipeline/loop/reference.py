@@ -33,7 +33,15 @@ def reference_epochs(config: RayalConfig) -> int:
     return loop.reference_factor * train.epochs
 
 
-REFERENCE_FILE = "reference.json"   # {"epochs": N, "miou": m}: what the cached reference is
+REFERENCE_FILE = "reference.json"   # what the cached reference is: _reference_record + "miou"
+
+
+def _reference_record(config: RayalConfig) -> dict:
+    """What a cached reference must share with a setting to stand for it: its epochs, the
+    frames it is evaluated on and the frames its best epoch is chosen on."""
+    return {"epochs": reference_epochs(config), "eval_split": config.data.eval_split,
+            "val_split": config.train.val_split or config.data.eval_split,
+            "val_limit": config.train.val_limit}
 
 
 def cached_reference_miou(config: RayalConfig) -> float | None:
@@ -41,7 +49,9 @@ def cached_reference_miou(config: RayalConfig) -> float | None:
     cached reference's, or None when it has not been trained yet.
 
     Raises ConfigError when the cached reference was trained for another number of epochs
-    than ``config`` derives (remove it, or point ``loop.reference_dir`` elsewhere)."""
+    than ``config`` derives, or evaluated / validated on other splits (remove it, or point
+    ``loop.reference_dir`` elsewhere). A record from before splits were kept is read by its
+    epochs alone."""
     if config.loop.full_miou is not None:
         return float(config.loop.full_miou)
     from rayal.config import ConfigError
@@ -51,12 +61,13 @@ def cached_reference_miou(config: RayalConfig) -> float | None:
     if not exists(join_uri(target, "metrics.json")):
         return None
     record = join_uri(target, REFERENCE_FILE)
-    epochs = reference_epochs(config)
-    if exists(record) and read_json(record)["epochs"] != epochs:
-        raise ConfigError(f"the full-supervision reference in {target} was trained "
-                          f"{read_json(record)['epochs']} epochs, this setting asks {epochs} "
-                          f"(loop.reference_epochs / reference_factor): remove {target} or set "
-                          f"loop.reference_dir to another directory")
+    if exists(record):
+        kept, wanted = read_json(record), _reference_record(config)
+        for key in ("epochs", "eval_split", "val_split", "val_limit"):
+            if key in kept and kept[key] != wanted[key]:
+                raise ConfigError(f"the full-supervision reference in {target} was trained with "
+                                  f"{key} {kept[key]!r}, this setting asks {wanted[key]!r}: remove "
+                                  f"{target} or set loop.reference_dir to another directory")
     return float(read_json(join_uri(target, "metrics.json"))["miou"])
 
 
@@ -81,6 +92,6 @@ def full_supervision_miou(config: RayalConfig, *, progress: bool = False) -> flo
         print(f"full-supervision reference: {ref.train.epochs} epochs on every pool frame, once "
               f"(kept in {target})", file=sys.stderr, flush=True)
     summary = run_training(ref, full=True, progress=progress, out_name=name)
-    write_json(join_uri(target, REFERENCE_FILE), {"epochs": ref.train.epochs,
-                                                  "miou": float(summary.eval_miou)})
+    write_json(join_uri(target, REFERENCE_FILE), dict(_reference_record(config),
+                                                      miou=float(summary.eval_miou)))
     return float(summary.eval_miou)

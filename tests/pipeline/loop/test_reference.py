@@ -36,6 +36,28 @@ def test_a_cached_reference_of_another_length_is_refused_by_name(tmp_path):
     (ref / REFERENCE_FILE).write_text(json.dumps({"epochs": 20, "miou": 0.4}))
     same = _config(rounds=3, reference_dir=str(ref))
     assert cached_reference_miou(same) == pytest.approx(0.4)
-    with pytest.raises(ConfigError, match=r"trained 20 epochs, this setting asks 80"):
+    with pytest.raises(ConfigError, match=r"trained with epochs 20, this setting asks 80"):
         cached_reference_miou(_config(rounds=3, reference_factor=4, reference_dir=str(ref)))
     assert cached_reference_miou(_config(rounds=3, reference_dir=str(tmp_path / "none"))) is None
+
+
+def test_a_cached_reference_on_other_frames_is_refused_by_name(tmp_path):
+    """A reference evaluated (or validated) on other frames normalises AuALC wrongly."""
+    from rayal.pipeline.loop.reference import _reference_record
+
+    ref = tmp_path / "full"
+    ref.mkdir()
+    (ref / "metrics.json").write_text(json.dumps({"miou": 0.4}))
+    config = RayalConfig.model_validate({"train": {"epochs": 5, "val_split": "val[:4]"},
+                                         "data": {"eval_split": "val[4:]"},
+                                         "loop": {"rounds": 3, "reference_dir": str(ref)}})
+    (ref / REFERENCE_FILE).write_text(json.dumps(dict(_reference_record(config), miou=0.4)))
+    assert cached_reference_miou(config) == pytest.approx(0.4)
+    whole = config.model_copy(deep=True)
+    whole.data.eval_split, whole.train.val_split = "val", None
+    with pytest.raises(ConfigError, match=r"eval_split 'val\[4:\]', this setting asks 'val'"):
+        cached_reference_miou(whole)
+    longer = config.model_copy(deep=True)
+    longer.train.val_limit = 2
+    with pytest.raises(ConfigError, match=r"val_limit None, this setting asks 2"):
+        cached_reference_miou(longer)
