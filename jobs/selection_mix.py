@@ -44,10 +44,13 @@ def picked(state_dir: Path, from_round: int) -> tuple[list[str], list[str]]:
 
 def strategy_mix(pools: list[Path], sequence_key: str, from_round: int) -> dict:
     """Sums of :func:`sequence_mix` over one strategy's seeds."""
-    total = {"runs": len(pools), "units": 0, "frames": 0, "adjacent": 0, "by_sequence": {}}
+    total = {"runs": len(pools), "units": 0, "frames": 0, "adjacent": 0, "unmatched": 0,
+             "pool_frames": 0, "by_sequence": {}}
     for state_dir in pools:
-        mix = sequence_mix(*picked(state_dir, from_round), sequence_key)
-        for name in ("units", "frames", "adjacent"):
+        frames, pool = picked(state_dir, from_round)
+        mix = sequence_mix(frames, pool, sequence_key)
+        total["pool_frames"] += len(pool)
+        for name in ("units", "frames", "adjacent", "unmatched"):
             total[name] += mix[name]
         for seq, row in mix["by_sequence"].items():
             into = total["by_sequence"].setdefault(seq, {"units": 0, "pool_share": row["pool_share"]})
@@ -81,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    for strategy, mix in mixes.items():
+        if mix["units"] == 0:
+            print(f"note: {strategy}: no unit labelled from round {args.from_round} on", file=sys.stderr)
+        if mix["unmatched"] == mix["pool_frames"]:
+            print(f"note: --sequence-key {args.sequence_key!r} matches no frame id: every frame "
+                  f"is its own sequence", file=sys.stderr)
+            break
     if args.json:
         print(json.dumps(mixes, indent=2))
     else:

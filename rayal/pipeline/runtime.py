@@ -9,10 +9,12 @@ import sys
 from importlib import metadata
 
 import ray
+import yaml
 
-from rayal.config import RayalConfig, dump_config
+from rayal.config import ConfigError, RayalConfig, dump_config
+from rayal.config.loader import config_from_dict
 from rayal.config.sections import RayConfig
-from rayal.data import join_uri, makedirs, write_bytes
+from rayal.data import exists, join_uri, makedirs, read_bytes, write_bytes
 
 
 def init_ray(config: RayConfig, *, quiet: bool = True) -> bool:
@@ -113,3 +115,51 @@ def write_run_metadata(config: RayalConfig, output_dir: str) -> None:
     write_bytes(join_uri(output_dir, "config.yaml"), dump_config(config).encode())
     meta = {"seed": config.seed, "versions": versions()}
     write_bytes(join_uri(output_dir, "versions.json"), json.dumps(meta, indent=2).encode())
+
+
+# sections that may differ between the run that started a directory and the one resuming it
+_RUNTIME_SECTIONS = ("ray", "compare", "tune", "name")
+
+
+def _flat(raw: dict, prefix: str = "") -> dict:
+    """Config dict -> {"section.key": value} (sub-sections and dicts stay whole values)."""
+    out = {}
+    for key, value in raw.items():
+        if prefix == "" and isinstance(value, dict):
+            for sub_key, sub in _flat(value, f"{key}.").items():
+                out[sub_key] = sub
+        else:
+            out[prefix + key] = value
+    return out
+
+
+# how a run is normalised, not what it does: a reference retrained since (e.g. longer) is
+# applied to finished runs by :func:`against_reference`
+_REFERENCE_KEYS = ("loop.full_miou", "loop.reference_dir", "loop.reference_epochs",
+                   "loop.reference_factor")
+
+
+def _comparable(raw: dict, ignore: tuple[str, ...]) -> dict:
+    """What must match to resume or read back a run: everything but the sections in ``ignore``,
+    the reference keys and ``output_dir`` (a folder copied or moved elsewhere is still the run)."""
+    return {k: v for k, v in _flat(raw).items()
+            if k.split(".")[0] not in ignore and k not in _REFERENCE_KEYS and k != "output_dir"}
+
+
+def check_same_config(config: RayalConfig, ignore: tuple[str, ...] = _RUNTIME_SECTIONS) -> None:
+    """A directory started with another setting must not be mixed with this one: compares
+    ``<output_dir>/config.yaml`` with ``config``, except the top-level keys in ``ignore``."""
+    path = join_uri(config.output_dir, "config.yaml")
+    if not exists(path):
+        return
+    raw = yaml.safe_load(read_bytes(path)) or {}
+    try:   # through today's config model: a field added since gets its default on both sides
+        raw = yaml.safe_load(dump_config(config_from_dict(raw)))
+    except (ConfigError, ValueError):
+        pass   # a field since removed or renamed: compare as written, it shows up as changed
+    before = _comparable(raw, ignore)
+    now = _comparable(yaml.safe_load(dump_config(config)), ignore)
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if changed:
+        raise ConfigError(f"{config.output_dir} holds a run made with a different config "
+                          f"(differs in {changed}); remove it or choose another output_dir")

@@ -65,6 +65,23 @@ def _validation_split(config: RayalConfig):
     return labelled_split(config.data, tc.val_split or config.data.eval_split).head(tc.val_limit)
 
 
+def check_splits(config: RayalConfig) -> None:
+    """The evaluation and validation splits resolve to frames, before any epoch (a slice past a
+    split's end would otherwise surface when the finished training is evaluated).
+
+    Raises:
+        ValueError: naming the field (``data.eval_split`` / ``train.val_split``) and the cause.
+    """
+    for field, split in (("data.eval_split", config.data.eval_split),
+                         ("train.val_split", config.train.val_split)):
+        if split is None:
+            continue
+        try:
+            labelled_split(config.data, split)
+        except (ValueError, OSError) as err:
+            raise ValueError(f"{field}: {err}") from err
+
+
 def train_worker(job: dict) -> None:
     """Ray Train's ``train_loop_per_worker``: one worker's share of the run."""
     import ray.train
@@ -138,10 +155,7 @@ def fit(config: RayalConfig, specs: list[LabelSpec], checkpoint_dir: str | Path,
         raise ValueError("the labelled set is empty: label some units first (rayal pool ingest) "
                          "or use train.labels: split | full")
     tc = config.train
-    # both splits resolve to frames before any epoch (a slice past a split's end would
-    # otherwise surface when the finished training is evaluated)
-    labelled_split(config.data, config.data.eval_split)
-    _validation_split(config)
+    check_splits(config)
     checkpoint_dir = _absolute(checkpoint_dir)
     storage = _absolute(tc.storage_path or join_uri(config.output_dir, "ray_train"))
     job = TrainJob(config.model_dump(mode="json"), list(specs), checkpoint_dir,

@@ -65,6 +65,6 @@ def test_an_empty_slice_is_refused_before_any_training(ray_local, tmp_path):
 
     config = load_config(_config(tmp_path, val_split="val[:4]"),
                          ["data.eval_split=val[40:]", f"output_dir={tmp_path}"])
-    with pytest.raises(ValueError, match=r"split 'val\[40:\]' holds no frame"):
+    with pytest.raises(ValueError, match=r"^data.eval_split: split 'val\[40:\]' holds no frame"):
         fit(config, [LabelSpec("syn_0000000")], tmp_path / "ckpt")
     assert not (tmp_path / "ckpt").exists()

@@ -49,6 +49,9 @@ def test_sums_over_seeds_from_round_1(tmp_path, capsys):
     assert (r["units"], r["adjacent"]) == (2, 0)
     assert job.main([str(tmp_path), "--from-round", "0"]) == 0
     assert "uncertain: 6 units over 2 run(s)" in capsys.readouterr().out
+    assert job.main([str(tmp_path), "--from-round", "5", "--sequence-key", "^x(?P<seq>y)"]) == 0
+    err = capsys.readouterr().err
+    assert "no unit labelled from round 5 on" in err and "matches no frame id" in err
 
 
 def test_a_folder_without_runs_is_refused(tmp_path, capsys):

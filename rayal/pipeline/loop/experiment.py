@@ -34,7 +34,7 @@ from rayal.pipeline.score.frames import pool_frame_batches
 from rayal.pipeline.loop.annotate import annotate_round, pool_units_total
 from rayal.pipeline.loop.reference import full_supervision_miou
 from rayal.pipeline.loop.reports import curve_table, write_plots
-from rayal.pipeline.runtime import init_ray, write_run_metadata
+from rayal.pipeline.runtime import check_same_config, init_ray, write_run_metadata
 from rayal.pipeline.loop.selection_params import selection_params
 from rayal.pipeline.storage import read_parquet, remove_tree, write_json, write_parquet
 from rayal.train.committee import lead_checkpoint
@@ -183,6 +183,8 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
     if rows and not resume:
         raise ValueError(f"{run_dir} already holds a run ({len(rows)} round(s)); pass --resume "
                          "to continue it or choose another output_dir")
+    if resume:   # rounds measured with another setting (another eval split...) are not mixed in
+        check_same_config(config)
     write_run_metadata(config, run_dir)
     config = with_region_cache(config)
     config = with_ssl_encoder(config, progress)

@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import math
 
-import yaml
-
-from rayal.config import ConfigError, RayalConfig, dump_config
+from rayal.config import ConfigError, RayalConfig
 from rayal.config.loader import config_from_dict
-from rayal.data import exists, join_uri, read_bytes
+from rayal.data import exists, join_uri
 from rayal.pipeline.loop.selection_params import check_initial, check_strategy_params
+from rayal.pipeline.runtime import check_same_config
 from rayal.pipeline.storage import absolute, read_json, read_parquet
 from rayal.pipeline.study.report import write_comparison
-# sections that may differ between the run that started a directory and the one resuming it
-_RUNTIME_SECTIONS = ("ray", "compare", "tune", "name")
 
 
 # --- run configs --------------------------------------------------------------------------
@@ -69,50 +66,6 @@ def run_configs(config: RayalConfig) -> list[RayalConfig]:
             run["loop"] = dict(raw["loop"], reference_dir=ref)
             configs.append(config_from_dict(run, source=f"compare run {strategy}/seed{seed}"))
     return configs
-
-
-def _flat(raw: dict, prefix: str = "") -> dict:
-    """Config dict -> {"section.key": value} (sub-sections and dicts stay whole values)."""
-    out = {}
-    for key, value in raw.items():
-        if prefix == "" and isinstance(value, dict):
-            for sub_key, sub in _flat(value, f"{key}.").items():
-                out[sub_key] = sub
-        else:
-            out[prefix + key] = value
-    return out
-
-
-# how a run is normalised, not what it does: a reference retrained since (e.g. longer) is
-# applied to finished runs by :func:`against_reference`
-_REFERENCE_KEYS = ("loop.full_miou", "loop.reference_dir", "loop.reference_epochs",
-                   "loop.reference_factor")
-
-
-def _comparable(raw: dict, ignore: tuple[str, ...]) -> dict:
-    """What must match to resume or read back a run: everything but the sections in ``ignore``,
-    the reference keys and ``output_dir`` (a folder copied or moved elsewhere is still the run)."""
-    return {k: v for k, v in _flat(raw).items()
-            if k.split(".")[0] not in ignore and k not in _REFERENCE_KEYS and k != "output_dir"}
-
-
-def check_same_config(config: RayalConfig, ignore: tuple[str, ...] = _RUNTIME_SECTIONS) -> None:
-    """A directory started with another setting must not be mixed with this one: compares
-    ``<output_dir>/config.yaml`` with ``config``, except the top-level keys in ``ignore``."""
-    path = join_uri(config.output_dir, "config.yaml")
-    if not exists(path):
-        return
-    raw = yaml.safe_load(read_bytes(path)) or {}
-    try:   # through today's config model: a field added since gets its default on both sides
-        raw = yaml.safe_load(dump_config(config_from_dict(raw)))
-    except (ConfigError, ValueError):
-        pass   # a field since removed or renamed: compare as written, it shows up as changed
-    before = _comparable(raw, ignore)
-    now = _comparable(yaml.safe_load(dump_config(config)), ignore)
-    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-    if changed:
-        raise ConfigError(f"{config.output_dir} holds a run made with a different config "
-                          f"(differs in {changed}); remove it or choose another output_dir")
 
 
 def run_one(config: RayalConfig, *, progress: bool = True) -> tuple[dict, bool]:
@@ -167,6 +120,22 @@ def finished_runs(config: RayalConfig) -> tuple[list[RayalConfig], list[dict]]:
     return done, summaries
 
 
+def check_folders(reference: RayalConfig, configs: list[RayalConfig]) -> None:
+    """Every folder of a comparison that was started with another setting (the cached
+    reference and each run), named in one ConfigError before anything is trained."""
+    from rayal.pipeline.loop.reference import cached_reference_miou
+
+    problems = []
+    for check, config in [(cached_reference_miou, reference)] + [(check_same_config, c) for c in configs]:
+        try:
+            check(config)
+        except ConfigError as err:
+            problems.append(str(err))
+    if problems:
+        raise ConfigError(f"{len(problems)} folder(s) of this comparison were made with another "
+                          f"setting:\n- " + "\n- ".join(problems))
+
+
 def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only: bool = False) -> dict:
     """Run every strategy x seed of ``config.compare`` (resumable) and write the comparison;
     ``finished_only``: run nothing, write it from the runs that have finished (an interim table
@@ -195,10 +164,11 @@ def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only:
     configs = run_configs(config)   # validates every strategy's params and overrides up front
     for run in configs[::len(config.compare.seeds)]:   # and each strategy's cold start
         check_initial(run)
-    write_run_metadata(config, config.output_dir)
-    init_ray(config.ray)
     reference = config.model_copy(deep=True)   # the base setting, not a strategy's overrides
     reference.loop.reference_dir = configs[0].loop.reference_dir
+    check_folders(reference, configs)   # before anything is trained or written
+    write_run_metadata(config, config.output_dir)
+    init_ray(config.ray)
     full_supervision_miou(reference, progress=progress)   # trained once, shared by every run
     with_ssl_encoder(reference, progress)   # the self-supervised encoder too, if one is used
     summaries, skipped = [], 0

@@ -25,8 +25,8 @@ def sequence_mix(picked_frames: list[str], pool_frames: list[str],
     does not match is a sequence of its own.
 
     Returns ``{"units": n, "frames": distinct picked frames, "adjacent": picked frames with a
-    picked neighbour, "by_sequence": {sequence: {"units", "pool_frames", "pool_share",
-    "unit_share"}}}`` (shares in [0, 1]).
+    picked neighbour, "unmatched": pool frames the regex does not match, "by_sequence":
+    {sequence: {"units", "pool_frames", "pool_share", "unit_share"}}}`` (shares in [0, 1]).
 
     Raises:
         ValueError: a picked frame that is not in the pool (naming it).
@@ -52,7 +52,9 @@ def sequence_mix(picked_frames: list[str], pool_frames: list[str],
             if frame in taken and any(0 <= j < len(frames) and frames[j] in taken for j in (i - 1, i + 1)):
                 adjacent += 1
     total = max(len(picked_frames), 1)
+    unmatched = sum(1 for f in pool if key.regex.search(f) is None)
     return {"units": len(picked_frames), "frames": len(taken), "adjacent": adjacent,
+            "unmatched": unmatched,
             "by_sequence": {s: {"units": units.get(s, 0), "pool_frames": len(f),
                                 "pool_share": len(f) / len(pool), "unit_share": units.get(s, 0) / total}
                             for s, f in sorted(members.items())}}

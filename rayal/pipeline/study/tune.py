@@ -35,7 +35,8 @@ from rayal.config.loader import config_from_dict, set_path
 from rayal.data import exists, join_uri, read_bytes, write_bytes
 from rayal.data.io import parent_uri
 from rayal.errors import RayalError
-from rayal.pipeline.study.compare import check_same_config, strategy_raw
+from rayal.pipeline.runtime import check_same_config
+from rayal.pipeline.study.compare import strategy_raw
 from rayal.pipeline.storage import absolute, read_json, read_parquet, save_plot, write_parquet
 from rayal.pipeline.loop.selection_params import (check_initial, check_strategy_params, selection_params,
                                                   strategy_takes)

@@ -86,7 +86,7 @@ def test_annotator_revealed_exactly_the_selected_pixels(finished_run):
     pool.close()
 
 
-def test_resume_after_an_interrupted_round_equals_the_uninterrupted_run(finished_run):
+def test_resume_after_an_interrupted_round_equals_the_uninterrupted_run(finished_run, capsys):
     tmp, path = finished_run
     # round 1 was selected, annotated and trained, then the run "died" before recording it
     shutil.copytree(tmp / "a", tmp / "b")
@@ -95,6 +95,12 @@ def test_resume_after_an_interrupted_round_equals_the_uninterrupted_run(finished
     (tmp / "b" / "summary.json").unlink()
     (tmp / "b" / "round_001" / "train" / "last.pt").unlink()   # training restarts from scratch
     assert main(["run", str(path), "--no-progress", "--set", f"output_dir={tmp / 'b'}"]) == 2
+    # rounds measured on other frames are not continued (nor the folder's config.yaml rewritten)
+    written = (tmp / "b" / "config.yaml").read_bytes()
+    assert main(["run", str(path), "--no-progress", "--resume", "--set", f"output_dir={tmp / 'b'}",
+                 "--set", "data.eval_split=val[1:]"]) == 2
+    assert "differs in ['data.eval_split']" in capsys.readouterr().err
+    assert (tmp / "b" / "config.yaml").read_bytes() == written
     assert main(["run", str(path), "--no-progress", "--resume", "--set", f"output_dir={tmp / 'b'}"]) == 0
     a = pq.read_table(tmp / "a" / "rounds.parquet").to_pylist()
     b = pq.read_table(tmp / "b" / "rounds.parquet").to_pylist()

@@ -65,6 +65,15 @@ def test_changed_setting_is_not_mixed_into_a_finished_run(compared, capsys):
     assert main(["compare", str(path), "--no-progress", "--set", "train.lr=0.01"]) == 2
     err = capsys.readouterr().err
     assert "different config" in err and "train.lr" in err
+    # another eval split: every run is named at once (the cached reference too, when there is
+    # one: tests/pipeline/loop/test_reference.py), before anything is written
+    stamp = (tmp / "cmp" / "config.yaml").stat().st_mtime_ns
+    assert main(["compare", str(path), "--no-progress", "--set", "data.eval_split=val[1:]"]) == 2
+    err = capsys.readouterr().err
+    runs = len(list((tmp / "cmp").glob("*/seed*/config.yaml")))
+    assert runs == 2 and f"{runs} folder(s) of this comparison were made with another setting" in err
+    assert err.count("differs in ['data.eval_split']") == runs
+    assert (tmp / "cmp" / "config.yaml").stat().st_mtime_ns == stamp
 
 
 def test_bad_strategy_params_named_before_any_run(write, tmp_path):
@@ -85,7 +94,7 @@ def test_a_run_dir_from_before_a_new_field_is_still_the_same_setting(write, tmp_
     import yaml as _yaml
 
     from rayal.config import dump_config
-    from rayal.pipeline.study.compare import check_same_config
+    from rayal.pipeline.runtime import check_same_config
 
     config = load_config(write(tmp_path), [f"output_dir={tmp_path / 'run'}"])
     (tmp_path / "run").mkdir()

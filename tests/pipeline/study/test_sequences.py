@@ -25,5 +25,6 @@ def test_neighbours_are_pool_neighbours_within_one_sequence():
 def test_an_unmatched_id_is_its_own_sequence_and_a_stray_pick_is_named():
     mix = sequence_mix(["odd"], ["odd", "A_001"])
     assert mix["by_sequence"]["odd"]["units"] == 1 and mix["adjacent"] == 0
+    assert mix["unmatched"] == 1
     with pytest.raises(ValueError, match="picked frame 'C_001' is not in the pool"):
         sequence_mix(["C_001"], POOL)
