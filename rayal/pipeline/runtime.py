@@ -1,4 +1,5 @@
-"""Connecting to Ray, and what every run directory records."""
+"""Connecting to Ray, what every run directory records, and the check that a directory is
+resumed or read back with the setting that started it."""
 from __future__ import annotations
 
 import json
