@@ -20,8 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from rayal.pipeline.study.sequences import DEFAULT_SEQUENCE_KEY, sequence_mix
-from rayal.pool.coordinator import units_table
-from rayal.pool.journal import read_state
+from rayal.pool.coordinator import read_state, units_table
 
 
 def run_pools(root: Path) -> dict[str, list[Path]]:

@@ -23,10 +23,11 @@ import time
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import ray
 
 from rayal.config.sections import PoolConfig
-from rayal.data import has_scheme, join_uri
+from rayal.data import has_scheme, join_uri, resolve_filesystem
 from rayal.pool.journal import Journal, JournalCorruptError
 from rayal.pool.lock import PoolLockedError, StateDirLock, current_holder
 from rayal.core.plugins import load_plugins  # noqa: F401  (re-exported: rayal.pool.load_plugins)
@@ -299,3 +300,21 @@ def shutdown_coordinator(pool: PoolConfig, snapshot: bool = True) -> bool:
     finally:
         ray.kill(handle, no_restart=True)
     return True
+
+
+def read_state(root: str) -> PoolState | None:
+    """The pool state under ``root`` (a project's state directory) as its snapshots and journal
+    hold it, read without the state-dir lease and without writing: for finished runs and
+    copied folders (a live coordinator may be ahead of what it reads). None: an empty journal.
+
+    Raises:
+        FileNotFoundError: ``root`` holds no journal.
+        JournalCorruptError: as recovery does (a torn tail is only skipped).
+    """
+    fs, path = resolve_filesystem(join_uri(root, "journal"))
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"{root}: no pool journal here (expected {root}/journal)")
+    state, replay, _ = Journal(root).recover(repair=False)
+    for seq, record in replay:
+        state = apply_record(state, record, seq)
+    return state

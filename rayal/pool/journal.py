@@ -42,7 +42,7 @@ import pyarrow.fs as pafs
 
 from rayal.data import has_scheme, join_uri, makedirs, resolve_filesystem
 from rayal.pool.labels import label_counts_array
-from rayal.pool.state import UNIT_COLUMNS, PoolState, Record, apply_record
+from rayal.pool.state import UNIT_COLUMNS, PoolState, Record
 
 log = logging.getLogger("rayal.pool")
 
@@ -400,20 +400,3 @@ class Journal:
             os.close(self._fd)
             self._fd = None
 
-
-def read_state(root: str) -> PoolState | None:
-    """The pool state under ``root`` (a project's state directory) as its snapshots and journal
-    hold it, read without the state-dir lease and without writing: for finished runs and
-    copied folders (a live coordinator may be ahead of what it reads). None: an empty journal.
-
-    Raises:
-        FileNotFoundError: ``root`` holds no journal.
-        JournalCorruptError: as recovery does (a torn tail is only skipped).
-    """
-    fs, path = resolve_filesystem(join_uri(root, "journal"))
-    if fs.get_file_info(path).type != pafs.FileType.Directory:
-        raise FileNotFoundError(f"{root}: no pool journal here (expected {root}/journal)")
-    state, replay, _ = Journal(root).recover(repair=False)
-    for seq, record in replay:
-        state = apply_record(state, record, seq)
-    return state

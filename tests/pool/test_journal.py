@@ -213,7 +213,7 @@ def test_object_store_backend(tmp_path):
 
 def test_read_state_reads_a_torn_journal_without_cutting_it(tmp_path):
     """Reading a finished run's pool (jobs/selection_mix.py) writes nothing, takes no lease."""
-    from rayal.pool.journal import read_state
+    from rayal.pool.coordinator import read_state
 
     j = Journal(str(tmp_path))
     j.recover()
