@@ -319,8 +319,8 @@ class RayalConfig(Section):
     @model_validator(mode="after")
     def _validation_outside_the_pool(self) -> "RayalConfig":
         val = self.train.val_split
-        if val is not None and parse_split(val)[1] is not None \
-                and parse_split(val)[0] == self.data.pool_split:
+        name, part = parse_split(val) if val is not None else (None, None)
+        if part is not None and name == self.data.pool_split:
             raise ValueError(f"train.val_split {val!r} slices the pool split: those frames stay in "
                              f"the pool, to be selected and trained on; slice another split")
         return self

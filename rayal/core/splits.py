@@ -29,7 +29,6 @@ def parse_split(split: str) -> tuple[str, slice | None]:
     return match["name"], slice(int(start) if start else None, int(stop) if stop else None)
 
 
-
 def check_split(field: str, split: str | None) -> None:
     """Config validation: ``split`` (None allowed) parses, else ValueError naming ``field``."""
     if split is None:

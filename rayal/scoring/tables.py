@@ -57,7 +57,7 @@ def rank_precision(values: torch.Tensor) -> torch.Tensor:
     differs in the last float bits; regions whose scores tie up to that noise (flat image areas
     give equal scores) then round to the same value and rank by region id. Not a guarantee: a
     score within float noise of a rounding boundary can still round either way (with noise of
-    ~1e-7 relative, about one near-tie in a few hundred)."""
+    ~1e-7 relative, about one near-tie in a hundred)."""
     mantissa, exponent = torch.frexp(values)
     scale = float(2 ** RANK_MANTISSA_BITS)
     return torch.ldexp(torch.round(mantissa * scale) / scale, exponent)

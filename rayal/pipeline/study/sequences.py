@@ -52,7 +52,7 @@ def sequence_mix(picked_frames: list[str], pool_frames: list[str],
             if frame in taken and any(0 <= j < len(frames) and frames[j] in taken for j in (i - 1, i + 1)):
                 adjacent += 1
     total = max(len(picked_frames), 1)
-    unmatched = sum(1 for f in pool if key.regex.search(f) is None)
+    unmatched = 0 if key.by_frame else sum(1 for f in pool if key.regex.search(f) is None)
     return {"units": len(picked_frames), "frames": len(taken), "adjacent": adjacent,
             "unmatched": unmatched,
             "by_sequence": {s: {"units": units.get(s, 0), "pool_frames": len(f),

@@ -28,3 +28,8 @@ def test_an_unmatched_id_is_its_own_sequence_and_a_stray_pick_is_named():
     assert mix["unmatched"] == 1
     with pytest.raises(ValueError, match="picked frame 'C_001' is not in the pool"):
         sequence_mix(["C_001"], POOL)
+
+
+def test_frame_key_makes_every_frame_a_sequence():
+    mix = sequence_mix(["A_001", "A_002"], POOL, "frame")
+    assert mix["adjacent"] == 0 and mix["unmatched"] == 0 and len(mix["by_sequence"]) == len(POOL)
