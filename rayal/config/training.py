@@ -55,6 +55,10 @@ class TrainConfig(Section):
     patience: int | None = Field(3, ge=1, description="epochs without val mIoU gain before stopping")
     ema_decay: float | None = Field(0.99, gt=0.0, lt=1.0, description="Polyak/EMA of the weights; None: off")
     warm_start: bool = Field(True, description="start a round from the previous round's weights")
+    seed_offset: int = Field(
+        0, ge=0, description="training draws (weight init, batch order, augmentation) use seed + "
+        "seed_offset; the initial set, selection and scoring keep the run seed: several training "
+        "draws of one seed measure training noise on one machine (runs are deterministic there)")
     val_split: str | None = Field(None, description="split for early stopping and the best epoch; "
                                   "None: data.eval_split; may be sliced, 'val[:24]' (rayal.core.splits)")
     val_limit: int | None = Field(None, ge=1, description="validate on the first N frames only")

@@ -65,6 +65,16 @@ def _validation_split(config: RayalConfig):
     return labelled_split(config.data, tc.val_split or config.data.eval_split).head(tc.val_limit)
 
 
+def training_seeded(config: RayalConfig) -> RayalConfig:
+    """``config`` whose ``seed`` is the training seed, ``seed + train.seed_offset`` (a copy when
+    the offset is not 0). Everything a training draws at random follows it."""
+    if not config.train.seed_offset:
+        return config
+    out = config.model_copy(deep=True)
+    out.seed, out.train.seed_offset = config.seed + config.train.seed_offset, 0
+    return out
+
+
 def check_splits(config: RayalConfig) -> None:
     """The evaluation and validation splits resolve to frames, before any epoch (a slice past a
     split's end would otherwise surface when the finished training is evaluated).
@@ -156,6 +166,7 @@ def fit(config: RayalConfig, specs: list[LabelSpec], checkpoint_dir: str | Path,
                          "or use train.labels: split | full")
     tc = config.train
     check_splits(config)
+    config = training_seeded(config)
     checkpoint_dir = _absolute(checkpoint_dir)
     storage = _absolute(tc.storage_path or join_uri(config.output_dir, "ray_train"))
     job = TrainJob(config.model_dump(mode="json"), list(specs), checkpoint_dir,

@@ -32,3 +32,18 @@ def test_two_ray_train_workers_run_ddp(ray_local, tiny, tmp_path):
     b = load_checkpoint(alone["best_checkpoint"])[0].state_dict()
     # one DDP step over 2 x 4 items differs from 2 local steps of 4: the runs must differ
     assert any(not torch.equal(a[k], b[k]) for k in a if a[k].dtype.is_floating_point)
+
+
+def test_seed_offset_is_another_training_draw_of_the_same_run_seed(ray_local, tiny, tmp_path):
+    """train.seed_offset shifts what training draws (init, batch order, augmentation) and only
+    that: offset 1 trains exactly as run seed + 1 does, and unlike offset 0."""
+    def weights(config, name):
+        state = fit(config, _specs(config, 8), tmp_path / name, run_name=name)
+        return load_checkpoint(state["best_checkpoint"])[0].state_dict()
+
+    base, shifted = tiny(epochs=1), tiny(epochs=1, seed_offset=1)
+    next_seed = tiny(epochs=1).model_copy(update={"seed": 1})
+    a, b, c = weights(base, "a"), weights(shifted, "b"), weights(next_seed, "c")
+    floats = [k for k in a if a[k].dtype.is_floating_point]
+    assert all(torch.equal(b[k], c[k]) for k in floats)
+    assert any(not torch.equal(a[k], b[k]) for k in floats)
