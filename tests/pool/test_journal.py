@@ -85,6 +85,8 @@ def test_snapshot_plus_journal_recovery_equals_live_state(tmp_path, h, plugin):
     assert third.recovery_report()["skipped_snapshots"][0]["reason"].endswith("crc mismatch")
     with pytest.raises(ValueError, match="has unit 'image'; the config says 'patch'"):
         PoolCoordinator(pool.model_copy(update={"unit": "patch"}))
+    for coordinator in (third, again, live):   # no lease renewer outlives the test's folder
+        coordinator.close(snapshot=False)
 
 
 def test_torn_last_record_is_dropped_and_reported(tmp_path):
