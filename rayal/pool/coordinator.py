@@ -113,10 +113,7 @@ class PoolCoordinator:
         self.lock.acquire()
         try:
             self.journal = Journal(self.state_dir, fence=self.lock.check)
-            state, replay, self.report = self.journal.recover()
-            for seq, record in replay:
-                state = apply_record(state, record, seq)
-            self._since_snapshot = len(replay)
+            state, self._since_snapshot, self.report = _replayed(self.journal)
             self.state = state
             if state is None:
                 self._commit(Record("create", {"unit": self.config.unit}))
@@ -314,7 +311,12 @@ def read_state(root: str) -> PoolState | None:
     fs, path = resolve_filesystem(join_uri(root, "journal"))
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"{root}: no pool journal here (expected {root}/journal)")
-    state, replay, _ = Journal(root).recover(repair=False)
+    return _replayed(Journal(root), repair=False)[0]
+
+
+def _replayed(journal: Journal, repair: bool = True):
+    """(state recovered and replayed, records replayed, RecoveryReport) of one journal."""
+    state, replay, report = journal.recover(repair)
     for seq, record in replay:
         state = apply_record(state, record, seq)
-    return state
+    return state, len(replay), report
