@@ -53,6 +53,11 @@ class TrainConfig(Section):
     class_weights: list[float] | None = Field(None, description="cross-entropy weight per class")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     patience: int | None = Field(3, ge=1, description="epochs without val mIoU gain before stopping")
+    select_epoch: Literal["best", "last"] = Field(
+        "best", description="the (EMA) weights a training keeps as best.pt, the model that is "
+        "evaluated and scores the pool: best: the epoch of highest validation mIoU; last: the "
+        "final epoch's, so no validation frame chooses the model (validation mIoU is still "
+        "recorded per epoch); last needs patience: null (a fixed schedule)")
     ema_decay: float | None = Field(0.99, gt=0.0, lt=1.0, description="Polyak/EMA of the weights; None: off")
     warm_start: bool = Field(True, description="start a round from the previous round's weights")
     seed_offset: int = Field(
@@ -79,6 +84,10 @@ class TrainConfig(Section):
         if self.labels == "split" and not self.label_list:
             raise ValueError("train.label_list is required when train.labels is 'split'")
         check_split("train.val_split", self.val_split)
+        if self.select_epoch == "last" and self.patience is not None:
+            raise ValueError("train.select_epoch 'last' trains a fixed schedule, but train.patience "
+                             f"is {self.patience} (early stopping on validation mIoU): set "
+                             "train.patience: null")
         return self
 
 

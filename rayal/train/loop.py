@@ -3,7 +3,8 @@
 Per epoch: a seeded shuffle of the labelled set (sharded over ranks when torch.distributed is
 initialised), Adam steps on cross-entropy with the ignore index excluded, an EMA (Polyak) copy
 of the weights, validation mIoU of the EMA weights, a checkpoint, and early stopping once
-``patience`` epochs bring no gain. ``last.pt`` holds everything needed to resume after a crash;
+``patience`` epochs bring no gain. ``train.select_epoch`` says which epoch ``best.pt`` keeps:
+the best on validation, or the last of a fixed schedule. ``last.pt`` holds everything needed to resume after a crash;
 ``best.pt`` is a rayal checkpoint of the best EMA weights (what ``rayal score`` loads);
 ``loop_state.json`` repeats the loop state alone, so the caller reads it back without the
 weights. The checkpoint directory is a local path or an ``s3://`` / ``gs://`` URI.
@@ -215,11 +216,14 @@ def train_loop(config: RayalConfig, train_set: TrainingSet, val_split: LabelledS
         row = {"epoch": epoch, "loss": float(np.mean(losses)), "val_miou": metrics["miou"],
                "val_pixel_accuracy": metrics["pixel_accuracy"], "steps": len(losses),
                "train_seconds": train_seconds}
-        improved = not np.isnan(row["val_miou"]) and (state.best_is_last
-                                                       or row["val_miou"] > state.best_miou + 1e-9)
-        # fallback: no epoch has a validation mIoU (NaN) -> best.pt holds the latest weights
-        fallback = not improved and np.isnan(row["val_miou"]) and (
-            state.best_epoch < 0 or state.best_is_last)
+        if tc.select_epoch == "last":   # a fixed schedule: the final epoch's weights, unchosen
+            improved, fallback = epoch == tc.epochs - 1, False
+        else:
+            improved = not np.isnan(row["val_miou"]) and (
+                state.best_is_last or row["val_miou"] > state.best_miou + 1e-9)
+            # fallback: no epoch has a validation mIoU (NaN) -> best.pt holds the latest weights
+            fallback = not improved and np.isnan(row["val_miou"]) and (
+                state.best_epoch < 0 or state.best_is_last)
         if improved:
             state.best_miou, state.best_epoch, state.bad_epochs = row["val_miou"], epoch, 0
             state.best_is_last = False

@@ -119,6 +119,29 @@ def test_early_stopping_stops_at_the_first_epoch_without_gain(tiny, tmp_path):
     assert state["best_miou"] == max(scores) and state["best_epoch"] == scores.index(max(scores))
 
 
+def test_select_epoch_last_keeps_the_final_epoch_whatever_validation_says(tiny, tmp_path):
+    """A fixed schedule: best.pt is the last epoch's (EMA) weights even when an earlier epoch
+    scored higher on validation, so no validation frame chooses the model."""
+    config = tiny(epochs=4, lr=5e-2, select_epoch="last")
+    state = train_loop(config, _full_set(config, 4), labelled_split(config.data, "val"),
+                       tmp_path / "last", torch.device("cpu"))
+    scores = [h["val_miou"] for h in state["history"]]
+    assert len(scores) == 4 and state["best_epoch"] == 3 and state["best_miou"] == scores[-1]
+    last = torch.load(tmp_path / "last" / LAST, weights_only=False)["ema"]
+    kept, meta = load_checkpoint(tmp_path / "last" / BEST)
+    assert meta["epoch"] == 3
+    assert all(torch.equal(v, last[k]) for k, v in kept.state_dict().items())
+    best = train_loop(tiny(epochs=4, lr=5e-2), _full_set(config, 4),
+                      labelled_split(config.data, "val"), tmp_path / "best", torch.device("cpu"))
+    assert [h["val_miou"] for h in best["history"]] == scores    # the same training
+    assert best["best_miou"] == max(scores) and best["best_epoch"] == scores.index(max(scores))
+
+
+def test_select_epoch_last_refuses_early_stopping(tiny):
+    with pytest.raises(ValueError, match=r"select_epoch 'last' .* train.patience is 3"):
+        tiny(select_epoch="last", patience=3)
+
+
 def test_warm_start_begins_from_the_given_weights(tiny, tmp_path):
     config = tiny(epochs=1, lr=1e-12, ema_decay=None)
     val = labelled_split(config.data, "val")

@@ -38,10 +38,11 @@ REFERENCE_FILE = "reference.json"   # what the cached reference is: _reference_r
 
 def _reference_record(config: RayalConfig) -> dict:
     """What a cached reference must share with a setting to stand for it: its epochs, the
-    frames it is evaluated on and the frames its best epoch is chosen on."""
+    frames it is evaluated on, the frames its best epoch is chosen on and whether it keeps the
+    best epoch or the last (``train.select_epoch``)."""
     return {"epochs": reference_epochs(config), "eval_split": config.data.eval_split,
             "val_split": config.train.val_split or config.data.eval_split,
-            "val_limit": config.train.val_limit}
+            "val_limit": config.train.val_limit, "select_epoch": config.train.select_epoch}
 
 
 def cached_reference_miou(config: RayalConfig) -> float | None:
@@ -62,8 +63,9 @@ def cached_reference_miou(config: RayalConfig) -> float | None:
         return None
     record = join_uri(target, REFERENCE_FILE)
     if exists(record):
-        kept, wanted = read_json(record), _reference_record(config)
-        for key in ("epochs", "eval_split", "val_split", "val_limit"):
+        # records written before select_epoch existed kept the best epoch
+        kept, wanted = {"select_epoch": "best", **read_json(record)}, _reference_record(config)
+        for key in wanted:
             if key in kept and kept[key] != wanted[key]:
                 raise ConfigError(f"the full-supervision reference in {target} was trained with "
                                   f"{key} {kept[key]!r}, this setting asks {wanted[key]!r}: remove "
@@ -84,8 +86,8 @@ def full_supervision_miou(config: RayalConfig, *, progress: bool = False) -> flo
     ref = config.model_copy(deep=True)
     ref.output_dir = parent_uri(target)
     ref.train.epochs = reference_epochs(config)
-    # every epoch a run trains, the reference trains too (it still keeps its best-val weights):
-    # early stopping on a small validation sample stopped it short of the runs it normalises
+    # every epoch a run trains, the reference trains too (it keeps the epoch train.select_epoch
+    # says): early stopping on a small validation sample stopped it short of the runs it normalises
     ref.train.patience = None
     name = target.rstrip("/").rsplit("/", 1)[-1]
     if progress:

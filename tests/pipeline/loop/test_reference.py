@@ -61,3 +61,13 @@ def test_a_cached_reference_on_other_frames_is_refused_by_name(tmp_path):
     longer.train.val_limit = 2
     with pytest.raises(ConfigError, match=r"val_limit None, this setting asks 2"):
         cached_reference_miou(longer)
+    last = config.model_copy(deep=True)
+    last.train.patience = None
+    last.train.select_epoch = "last"
+    with pytest.raises(ConfigError, match=r"select_epoch 'best', this setting asks 'last'"):
+        cached_reference_miou(last)
+    old_record = {k: v for k, v in _reference_record(config).items() if k != "select_epoch"}
+    (ref / REFERENCE_FILE).write_text(json.dumps(dict(old_record, miou=0.4)))
+    assert cached_reference_miou(config) == pytest.approx(0.4)   # older records kept the best
+    with pytest.raises(ConfigError, match=r"select_epoch 'best', this setting asks 'last'"):
+        cached_reference_miou(last)
