@@ -63,7 +63,7 @@ def _table(path: Path):
         if missing:
             raise SystemExit(f"paired_across: error: {path} has no column {missing[0]!r} "
                              f"(not a rayal compare comparison.parquet)")
-        return pq.read_table(path, columns=COLUMNS)
+        return pq.read_table(path, columns=COLUMNS + [c for c in ("draw",) if c in names])
     except (pa.ArrowInvalid, OSError) as err:
         raise SystemExit(f"paired_across: error: cannot read {path}: {err}") from err
 
@@ -82,6 +82,10 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
         names = sorted(set(table.column("strategy").to_pylist()))
         raise SystemExit(f"paired_across: error: {path} has no strategy {strategy!r}; it has {names}")
     label = f"{folder}:{strategy}"
+    if any(r.get("draw") for r in rows):   # compare.draws > 1: each draw is its own run
+        print(f"paired_across: note: {label} holds several training draws per seed; draw 0 "
+              f"alone is read (its verdicts.json averages them)", file=sys.stderr)
+        rows = [r for r in rows if not r.get("draw")]
     by_seed: dict[int, list[dict]] = {}
     for r in sorted(rows, key=lambda r: (r["seed"], r["round"])):   # round order within a seed
         by_seed.setdefault(r["seed"], []).append(r)

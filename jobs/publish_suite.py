@@ -32,8 +32,8 @@ def main() -> None:
     args.dest.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         shutil.copyfile(args.run_dir / name, args.dest / name)
-    rows = pq.read_table(args.run_dir / "comparison.parquet", columns=["strategy", "seed", "run_seconds"]).to_pylist()
-    runs = {(r["strategy"], r["seed"]): r["run_seconds"] for r in rows}
+    rows = pq.read_table(args.run_dir / "comparison.parquet", columns=["run_dir", "run_seconds"]).to_pylist()
+    runs = {r["run_dir"]: r["run_seconds"] for r in rows}   # one per run (and training draw)
     reference = args.run_dir / "full" / "history.parquet"
     ref_seconds = (sum(pq.read_table(reference, columns=["train_seconds"]).column(0).to_pylist())
                    if reference.is_file() else None)

@@ -72,6 +72,11 @@ class CompareConfig(Section):
         default_factory=dict, description="label -> registered strategy it runs: one strategy "
         "twice with other params (e.g. entropy_kcenter: entropy); labels go in strategies, "
         "params, overrides, the tables and the run directories")
+    draws: int = Field(
+        1, ge=1, description="training draws per strategy x seed: draw d trains with "
+        "train.seed_offset + d (same initial set, selection seed and reference), into "
+        "<strategy>/seed<k> (d = 0) and <strategy>/seed<k>_draw<d>; the statistics average a "
+        "seed's draws before pairing it, and verdicts.json reports the training noise")
 
     @model_validator(mode="after")
     def _non_empty(self) -> "CompareConfig":

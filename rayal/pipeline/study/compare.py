@@ -17,7 +17,9 @@ row), ``comparison.md`` (the table also printed), ``verdicts.json`` (per strateg
 difference to random with its bootstrap 95 % interval and the verdict read from it, labels
 saved to reach random's final mIoU) and ``comparison.png`` (mean +- std learning curve per
 strategy). ``compare.variants`` runs one strategy under several labels (e.g. entropy with and
-without the diversity stage).
+without the diversity stage). ``compare.draws`` trains every strategy x seed several times
+(``train.seed_offset`` + d): runs are deterministic on one machine, so training noise is only
+measured, and averaged out of the paired differences, that way.
 """
 from __future__ import annotations
 
@@ -53,18 +55,28 @@ def strategy_raw(base: RayalConfig, strategy: str, params: dict[str, dict],
     return config.model_dump(mode="json")
 
 
+def run_folder(seed: int, draw: int) -> str:
+    """A run's folder name under its strategy's: ``seed<k>``, ``seed<k>_draw<d>`` for d >= 1
+    (so a one-draw comparison's runs are draw 0 of a longer one)."""
+    return f"seed{seed}" if draw == 0 else f"seed{seed}_draw{draw}"
+
+
 def run_configs(config: RayalConfig) -> list[RayalConfig]:
-    """One config per strategy x seed, in ``compare.strategies`` then ``compare.seeds`` order."""
+    """One config per strategy x seed x training draw, in ``compare.strategies``, then
+    ``compare.seeds``, then draw order; draw d adds d to ``train.seed_offset``."""
     cc, out = config.compare, config.output_dir
     ref = config.loop.reference_dir or join_uri(out, "full")
     configs = []
     for strategy in cc.strategies:
         raw = strategy_raw(config, strategy, cc.params, cc.overrides, "compare", cc.variants)
         for seed in cc.seeds:
-            run = dict(raw, seed=seed, name=f"{config.name}-{strategy}-seed{seed}",
-                       output_dir=join_uri(out, strategy, f"seed{seed}"))
-            run["loop"] = dict(raw["loop"], reference_dir=ref)
-            configs.append(config_from_dict(run, source=f"compare run {strategy}/seed{seed}"))
+            for draw in range(cc.draws):
+                folder = run_folder(seed, draw)
+                run = dict(raw, seed=seed, name=f"{config.name}-{strategy}-{folder}",
+                           output_dir=join_uri(out, strategy, folder))
+                run["loop"] = dict(raw["loop"], reference_dir=ref)
+                run["train"] = dict(raw["train"], seed_offset=raw["train"]["seed_offset"] + draw)
+                configs.append(config_from_dict(run, source=f"compare run {strategy}/{folder}"))
     return configs
 
 
@@ -94,9 +106,11 @@ def against_reference(config: RayalConfig, summary: dict, full_miou: float) -> d
     return dict(summary, **curve_metrics(rows, full_miou))
 
 
-def run_labels(config: RayalConfig) -> list[str]:
-    """The comparison label of each of :func:`run_configs`' runs, in the same order."""
-    return [s for s in config.compare.strategies for _ in config.compare.seeds]
+def run_keys(config: RayalConfig) -> list[tuple[str, int]]:
+    """The comparison label and training draw of each of :func:`run_configs`' runs, in the
+    same order."""
+    cc = config.compare
+    return [(s, d) for s in cc.strategies for _ in cc.seeds for d in range(cc.draws)]
 
 
 def finished_runs(config: RayalConfig) -> tuple[list[RayalConfig], list[dict]]:
@@ -106,7 +120,7 @@ def finished_runs(config: RayalConfig) -> tuple[list[RayalConfig], list[dict]]:
     from rayal.pipeline.loop.reference import cached_reference_miou
 
     done, summaries = [], []
-    for run, label in zip(run_configs(config), run_labels(config)):
+    for run, (label, draw) in zip(run_configs(config), run_keys(config)):
         path = join_uri(run.output_dir, SUMMARY_FILE)
         if exists(path):
             check_same_config(run)
@@ -114,7 +128,7 @@ def finished_runs(config: RayalConfig) -> tuple[list[RayalConfig], list[dict]]:
             summary, full = read_json(path), cached_reference_miou(run)
             if full is not None:
                 summary = against_reference(run, summary, full)
-            summaries.append(dict(summary, strategy=label))
+            summaries.append(dict(summary, strategy=label, draw=draw))
     if not done:
         raise ConfigError(f"{config.output_dir} holds no finished run of this comparison")
     return done, summaries
@@ -151,9 +165,10 @@ def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only:
         done, summaries = finished_runs(config)
         config = config.model_copy(deep=True)   # the strategies with a finished run, on the
         labels = [s for s in config.compare.strategies   # seeds every one of them finished
-                  if any(r["strategy"] == s for r in summaries)]
-        seeds = sorted(set.intersection(*({r["seed"] for r in summaries if r["strategy"] == s}
-                                          for s in labels)))
+                  if any(r["strategy"] == s for r in summaries)]   # (every draw of)
+        seeds = sorted(set.intersection(*({k for k in config.compare.seeds if sum(
+            r["strategy"] == s and r["seed"] == k for r in summaries) == config.compare.draws}
+            for s in labels)))
         if not seeds:
             raise ConfigError(f"{config.output_dir}: no seed has finished runs of all of {labels}")
         keep = [i for i, r in enumerate(summaries) if r["seed"] in seeds]
@@ -172,12 +187,12 @@ def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only:
     full_supervision_miou(reference, progress=progress)   # trained once, shared by every run
     with_ssl_encoder(reference, progress)   # the self-supervised encoder too, if one is used
     summaries, skipped = [], 0
-    for i, (run, label) in enumerate(zip(configs, run_labels(config)), 1):
+    for i, (run, (label, draw)) in enumerate(zip(configs, run_keys(config)), 1):
         if progress:
-            print(f"[{config.name}] run {i}/{len(configs)}: {label} seed {run.seed}",
-                  flush=True)
+            print(f"[{config.name}] run {i}/{len(configs)}: {label} seed {run.seed}"
+                  + (f" draw {draw}" if config.compare.draws > 1 else ""), flush=True)
         summary, was_done = run_one(run, progress=progress)
-        summaries.append(dict(summary, strategy=label))
+        summaries.append(dict(summary, strategy=label, draw=draw))
         skipped += was_done
     table = write_comparison(config, configs, summaries)
     return {"table": table, "summaries": summaries, "skipped": skipped,

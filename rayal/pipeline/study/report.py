@@ -31,7 +31,7 @@ def comparison_rows(configs: list[RayalConfig], summaries: list[dict]) -> list[d
     for config, s in zip(configs, summaries):
         for row in read_parquet(join_uri(config.output_dir, ROUNDS_FILE)).to_pylist():
             row = dict(row, round_strategy=row["strategy"], strategy=s["strategy"],
-                       seed=config.seed, run_dir=config.output_dir)
+                       seed=config.seed, draw=s.get("draw", 0), run_dir=config.output_dir)
             row.pop("checkpoint", None)
             out.append(dict(row, unit=s["unit"], units_total=s["units_total"], aualc=s["aualc"],
                             final_miou=s["final_miou"], full_miou=s["full_miou"],
@@ -54,6 +54,35 @@ def _fmt(values: list, digits: int = 4) -> str:
 
 
 PAIRED_BASELINE = "random"
+SEED_MEANS = ("aualc", "final_miou", "budget_to_90", "budget_to_95", "seconds")
+
+
+def seed_summaries(summaries: list[dict]) -> list[dict]:
+    """One summary per strategy x seed: the seed's training draws (``compare.draws``) averaged
+    in :data:`SEED_MEANS` (a budget is None unless every draw reached it), with ``draws`` the
+    number averaged. Summaries without a ``draw`` are one draw each."""
+    groups: dict[tuple, list[dict]] = {}
+    for s in summaries:
+        groups.setdefault((s["strategy"], s["seed"]), []).append(s)
+    out = []
+    for runs in groups.values():
+        merged = dict(runs[0], draws=len(runs))
+        for key in SEED_MEANS:
+            values = [r[key] for r in runs]
+            merged[key] = None if any(v is None for v in values) else float(np.mean(values))
+        out.append(merged)
+    return out
+
+
+def training_noise(summaries: list[dict], strategy: str) -> float | None:
+    """Training noise of a strategy's AuALC: the pooled within-seed sample std over its training
+    draws, sqrt(mean over seeds of the draws' variance); None without a seed of >= 2 draws."""
+    by_seed: dict[int, list[float]] = {}
+    for s in summaries:
+        if s["strategy"] == strategy and s["aualc"] is not None:
+            by_seed.setdefault(s["seed"], []).append(s["aualc"])
+    variances = [np.var(v, ddof=1) for v in by_seed.values() if len(v) > 1]
+    return float(np.sqrt(np.mean(variances))) if variances else None
 
 
 def paired_differences(summaries: list[dict], strategy: str, baseline: str = PAIRED_BASELINE) -> list[float]:
@@ -68,19 +97,21 @@ def paired_differences(summaries: list[dict], strategy: str, baseline: str = PAI
 
 def strategy_stats(config: RayalConfig, summaries: list[dict]) -> list[dict]:
     """Per strategy (``compare.strategies`` order): AuALC / final mIoU mean and sample std over
-    seeds, mean labelled fraction to reach 90 / 95 % of full supervision and how often it did,
-    and the paired AuALC difference to random per seed (``vs_random``)."""
+    seeds (a seed's training draws averaged first: :func:`seed_summaries`), mean labelled
+    fraction to reach 90 / 95 % of full supervision and how often it did, and the paired AuALC
+    difference to random per seed (``vs_random``); ``runs`` counts every draw."""
     stats = []
+    per_seed = seed_summaries(summaries)
     for strategy in config.compare.strategies:
-        runs = [s for s in summaries if s["strategy"] == strategy]
+        runs = [s for s in per_seed if s["strategy"] == strategy]
         aualcs = [s["aualc"] for s in runs if s["aualc"] is not None]
-        entry = {"strategy": strategy, "runs": len(runs), "aualc": aualcs,
+        entry = {"strategy": strategy, "runs": sum(s["draws"] for s in runs), "aualc": aualcs,
                  "final_miou": [s["final_miou"] for s in runs],
                  "minutes": float(np.mean([s["seconds"] for s in runs])) / 60}
         for pct in (90, 95):
             reached = [s[f"budget_to_{pct}"] for s in runs if s[f"budget_to_{pct}"] is not None]
             entry[f"to_{pct}"] = reached
-        entry["vs_random"] = paired_differences(summaries, strategy)
+        entry["vs_random"] = paired_differences(per_seed, strategy)
         stats.append(entry)
     return stats
 
@@ -88,10 +119,13 @@ def strategy_stats(config: RayalConfig, summaries: list[dict]) -> list[dict]:
 def comparison_table(config: RayalConfig, summaries: list[dict], rows: list[dict] | None = None) -> str:
     """Markdown table (also printed): one line per strategy, ranked by mean AuALC below it;
     ``rows`` (:func:`comparison_rows`) add the labels saved to reach random's final mIoU."""
-    s0 = summaries[0]
+    s0, draws = summaries[0], config.compare.draws
     verdicts = strategy_verdicts(config, summaries, rows)
+    per_draw = (f" x {draws} training draws (averaged per seed before pairing; training noise: "
+                "pooled within-seed std of AuALC)" if draws > 1 else "")
     lines = [f"# {config.name}: {len(config.compare.strategies)} strategies x "
-             f"{len(config.compare.seeds)} seed(s), unit {s0['unit']} ({s0['units_total']} in the pool)",
+             f"{len(config.compare.seeds)} seed(s){per_draw}, unit {s0['unit']} "
+             f"({s0['units_total']} in the pool)",
              "", f"full-supervision mIoU {s0['full_miou']:.4f}; AuALC and mIoU: mean ± sample std "
              "over seeds; 'to 95%': mean labelled fraction of pool units at the first round "
              "reaching 95% of full supervision, over the seeds that reached it; 'AuALC - random': "
@@ -114,6 +148,11 @@ def comparison_table(config: RayalConfig, summaries: list[dict], rows: list[dict
                      f"{_fmt(e['to_95'], 3)} | {len(e['to_95'])}/{n} | {e['minutes']:.1f} | "
                      f"{_ci(verdicts.get(e['strategy']))} | {_verdict(verdicts.get(e['strategy']))} | "
                      f"{_saving(verdicts.get(e['strategy']))} |")
+    if draws > 1:
+        noise = {k: v.get("training_noise_sd") for k, v in verdicts.items()}
+        lines += ["", "training noise (AuALC std between draws of one seed): " + ", ".join(
+            f"{s} {noise[s]:.4f}" if noise.get(s) is not None else f"{s} -"
+            for s in config.compare.strategies)]
     ranked = sorted((e for e in stats if e["aualc"]), key=lambda e: -np.mean(e["aualc"]))
     if ranked:
         lines += ["", "ranking by mean AuALC: " + " > ".join(e["strategy"] for e in ranked)]
@@ -153,12 +192,17 @@ def _saving(v: dict | None) -> str:
 
 
 def run_curves(rows: list[dict], strategy: str) -> dict[int, tuple[list[float], list[float]]]:
-    """``{seed: (labelled fractions, mIoUs)}`` of one strategy's runs, in round order."""
+    """``{seed: (labelled fractions, mIoUs)}`` of one strategy's runs, in round order; a seed's
+    training draws averaged round by round."""
+    points: dict[tuple[int, int], list[dict]] = {}
+    for r in rows:
+        if r["strategy"] == strategy:
+            points.setdefault((r["seed"], r["round"]), []).append(r)
     curves: dict[int, tuple[list[float], list[float]]] = {}
-    for r in sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["round"]):
-        x, y = curves.setdefault(r["seed"], ([], []))
-        x.append(r["labelled_fraction"])
-        y.append(r["miou"])
+    for (seed, _), at in sorted(points.items()):
+        x, y = curves.setdefault(seed, ([], []))
+        x.append(float(np.mean([r["labelled_fraction"] for r in at])))
+        y.append(float(np.mean([r["miou"] for r in at])))
     return curves
 
 
@@ -169,15 +213,21 @@ def strategy_verdicts(config: RayalConfig, summaries: list[dict],
     (:mod:`rayal.pipeline.study.statistics`); plus the labelled fraction to reach 90 / 95 % of the
     reference with intervals (``to_90`` / ``to_95``, random's too) and, given the round ``rows``
     (:func:`comparison_rows`), the labels saved to reach random's final mIoU (``match_random``:
-    :func:`~rayal.pipeline.study.statistics.saving_interval`)."""
+    :func:`~rayal.pipeline.study.statistics.saving_interval`). A seed's training draws are
+    averaged before it is paired; with ``compare.draws`` > 1 every entry adds ``draws`` and
+    ``training_noise_sd`` (:func:`training_noise`)."""
     from rayal.pipeline.study.statistics import (budget_interval, paired_seeds, saving_interval,
                                                  strategy_verdict)
 
-    by = lambda name, key: {s["seed"]: s[key] for s in summaries if s["strategy"] == name}  # noqa: E731
+    per_seed = seed_summaries(summaries)
+    by = lambda name, key: {s["seed"]: s[key] for s in per_seed if s["strategy"] == name}  # noqa: E731
     out = {}
     for strategy in config.compare.strategies:
         entry = (strategy_verdict(by(strategy, "aualc"), by(PAIRED_BASELINE, "aualc"), seed=config.seed)
                  if strategy != PAIRED_BASELINE else {})
+        if config.compare.draws > 1:
+            entry.update(draws=config.compare.draws,
+                         training_noise_sd=training_noise(summaries, strategy))
         for pct in (90, 95):
             entry[f"to_{pct}"] = budget_interval(list(by(strategy, f"budget_to_{pct}").values()),
                                                  seed=config.seed)

@@ -146,3 +146,25 @@ def test_a_new_reference_remeasures_finished_runs_and_a_low_one_is_flagged(compa
     assert rows[0]["budget_to_95"] == pytest.approx(rows[0]["labelled_fraction"])  # reached at once
     printed = capsys.readouterr().out
     assert "WARNING" in printed and "not a ceiling" in printed
+
+
+def test_more_training_draws_reuse_the_finished_runs_as_draw_0(compared):
+    """compare.draws=2 on a finished one-draw comparison: only the draw-1 runs are trained
+    (train.seed_offset + 1, the same initial set), and the statistics average the draws."""
+    tmp, path = compared
+    out = tmp / "cmp"
+    stamp = (out / "random" / "seed0" / "rounds.parquet").stat().st_mtime_ns
+    assert main(["compare", str(path), "--no-progress", "--set", "compare.draws=2"]) == 0
+    assert (out / "random" / "seed0" / "rounds.parquet").stat().st_mtime_ns == stamp
+    draw1 = load_config(out / "random" / "seed0_draw1" / "config.yaml")
+    assert draw1.train.seed_offset == 1 and draw1.seed == 0
+    rows = pq.read_table(out / "comparison.parquet").to_pylist()
+    assert sorted({(r["strategy"], r["draw"]) for r in rows}) == [
+        ("entropy", 0), ("entropy", 1), ("random", 0), ("random", 1)]
+    first = {(r["draw"], r["round"]): r for r in rows if r["strategy"] == "random"}
+    assert first[0, 0]["labelled_units"] == first[1, 0]["labelled_units"] == 4
+    verdicts = json.loads((out / "verdicts.json").read_text())
+    noise = abs(first[0, 0]["aualc"] - first[1, 0]["aualc"]) / 2 ** 0.5   # one seed, two draws
+    assert noise > 0                                # another training draw, another curve
+    assert verdicts["random"]["training_noise_sd"] == pytest.approx(noise)
+    assert verdicts["entropy"]["draws"] == 2 and verdicts["entropy"]["seeds"] == 1

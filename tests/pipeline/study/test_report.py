@@ -2,9 +2,9 @@
 import pytest
 
 from rayal.config import load_config
-from rayal.pipeline.study.compare import run_configs, run_labels
+from rayal.pipeline.study.compare import run_configs, run_keys
 from rayal.pipeline.study.report import (comparison_table, mean_curves, run_curves, strategy_stats,
-                                         strategy_verdicts)
+                                         strategy_verdicts, training_noise)
 
 
 def test_table_means_sample_std_and_reach_counts(write, tmp_path):
@@ -40,7 +40,7 @@ def test_verdicts_json_and_variants(write, tmp_path):
         "compare.params={entropy_kcenter: {diversity: kcenter, n_candidates: 8}}",
         "scoring.embeddings=[frame]"])   # k-center picks in frame embedding space
     configs = run_configs(config)
-    labels = run_labels(config)
+    labels = [label for label, _ in run_keys(config)]
     variant = [c for c, lab in zip(configs, labels) if lab == "entropy_kcenter"]
     assert len(variant) == 3 and all(c.selection.strategy == "entropy" for c in variant)
     assert variant[0].selection.params == {"diversity": "kcenter", "n_candidates": 8}
@@ -95,3 +95,40 @@ def test_labels_saved_to_reach_random_final_miou(write, tmp_path):
     summaries[3] = dict(summaries[3], aualc=None)   # entropy seed 1
     saved = strategy_verdicts(config, summaries, rows)["entropy"]["match_random"]
     assert saved["seeds"] == 1 and not saved["upper_bound"]
+
+
+def test_training_draws_are_averaged_per_seed_before_pairing(write, tmp_path):
+    """compare.draws: draw d of a seed trains with train.seed_offset + d into seed<k>_draw<d>;
+    the verdict pairs each seed's mean over draws, and the training noise is the pooled
+    within-seed std: random draws (0.6, 0.8) and (0.7, 0.7) -> sqrt((0.02 + 0) / 2) = 0.1."""
+    config = load_config(write(tmp_path), ["compare.seeds=[0,1]", "compare.draws=2",
+                                           "train.seed_offset=3"])
+    configs = run_configs(config)
+    assert [(lab, d) for lab, d in run_keys(config)][:4] == [("random", 0), ("random", 1)] * 2
+    assert [c.output_dir.rsplit("/", 2)[-2:] for c in configs[:4]] == [
+        ["random", "seed0"], ["random", "seed0_draw1"], ["random", "seed1"], ["random", "seed1_draw1"]]
+    assert [(c.seed, c.train.seed_offset) for c in configs[:4]] == [(0, 3), (0, 4), (1, 3), (1, 4)]
+    base = {"unit": "image", "units_total": 16, "full_miou": 0.5, "budget_to_90": None,
+            "budget_to_95": 0.5, "seconds": 60.0, "final_miou": 0.4}
+    random = {(0, 0): 0.6, (0, 1): 0.8, (1, 0): 0.7, (1, 1): 0.7}
+    entropy = {(0, 0): 0.9, (0, 1): 0.9, (1, 0): 0.8, (1, 1): 0.6}
+    summaries = [dict(base, strategy=name, seed=k, draw=d, aualc=a)
+                 for name, table in (("random", random), ("entropy", entropy))
+                 for (k, d), a in table.items()]
+    summaries[-1]["budget_to_95"] = None        # entropy seed 1, draw 1 never reached 95 %
+    verdicts = strategy_verdicts(config, summaries)
+    # seed means: random 0.7, 0.7; entropy 0.9, 0.7 -> paired +0.2, 0.0
+    assert verdicts["entropy"]["paired_aualc_mean"] == pytest.approx(0.1)
+    assert verdicts["entropy"]["seeds"] == 2 and verdicts["entropy"]["seeds_above"] == 1
+    assert verdicts["random"]["training_noise_sd"] == pytest.approx(0.1)
+    assert training_noise(summaries, "entropy") == pytest.approx(0.1)   # (0, 0.02) pooled
+    assert verdicts["entropy"]["draws"] == 2
+    assert verdicts["entropy"]["to_95"]["reached"] == 1                  # seed 1 not on every draw
+    stats = {e["strategy"]: e for e in strategy_stats(config, summaries)}
+    assert stats["entropy"]["runs"] == 4 and stats["entropy"]["aualc"] == pytest.approx([0.9, 0.7])
+    table = comparison_table(config, summaries)
+    assert "x 2 training draws" in table.splitlines()[0]
+    assert "training noise (AuALC std between draws of one seed): random 0.1000, entropy 0.1000" in table
+    rows = _rows("random", 0, [0.1, 0.2], [0.1, 0.3]) + _rows("random", 0, [0.1, 0.2], [0.2, 0.5])
+    assert run_curves(rows, "random") == {0: ([0.1, 0.2], [pytest.approx(0.15), pytest.approx(0.4)])}
+    assert training_noise(summaries[:1], "random") is None                # one draw: no noise figure
