@@ -13,7 +13,9 @@ the second's, per seed, is printed with the entry ``rayal compare`` writes to ``
 95 % interval, seeds above, verdict, the verdict naming the baseline strategy, and
 ``against``), the final mIoU of both, and the labels the first saves to reach the second's
 final mIoU (``match_baseline``: :func:`rayal.pipeline.study.statistics.saving_interval`).
-Seeds in one run only, or without an AuALC, are left out with a note on stderr.
+Seeds in one run only, or without an AuALC, are left out with a note on stderr. A comparison
+run with ``compare.draws`` > 1 holds several training draws per seed: they are averaged per
+seed (AuALC, final mIoU, the curve round by round) before pairing, as ``verdicts.json`` does.
 
 Refused, with the reason: a missing or unreadable file, a missing column or strategy, a
 strategy compared with itself, different full-supervision references on any seed (AuALC is
@@ -82,32 +84,53 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
         names = sorted(set(table.column("strategy").to_pylist()))
         raise SystemExit(f"paired_across: error: {path} has no strategy {strategy!r}; it has {names}")
     label = f"{folder}:{strategy}"
-    if any(r.get("draw") for r in rows):   # compare.draws > 1: each draw is its own run
-        print(f"paired_across: note: {label} holds several training draws per seed; draw 0 "
-              f"alone is read (its verdicts.json averages them)", file=sys.stderr)
-        rows = [r for r in rows if not r.get("draw")]
-    by_seed: dict[int, list[dict]] = {}
-    for r in sorted(rows, key=lambda r: (r["seed"], r["round"])):   # round order within a seed
-        by_seed.setdefault(r["seed"], []).append(r)
-    out: dict[int, dict] = {}
-    for seed, runs in by_seed.items():
-        curve = runs if rounds is None else [r for r in runs if r["round"] <= rounds]
-        x, y = [r["labelled_fraction"] for r in curve], [r["miou"] for r in curve]
-        out[seed] = {"aualc": runs[0]["aualc"], "final_miou": runs[0]["final_miou"],
-                     "full_miou": runs[0]["full_miou"], "start": runs[0]["labelled_fraction"],
-                     "curve": (x, y)}
-        if rounds is None:
-            continue
-        if len(curve) != rounds + 1:   # the run is shorter than --rounds
-            print(f"paired_across: note: {label} seed {seed} ends at round {runs[-1]['round']}, "
-                  f"before --rounds {rounds} (left out)", file=sys.stderr)
-            del out[seed]
-        else:   # rounds 0..N recomputed: the shorter protocol's run
-            out[seed].update(aualc=aualc(x, y, runs[0]["full_miou"]), final_miou=y[-1])
-    for seed in [s for s, run in out.items() if run["aualc"] is None or math.isnan(run["aualc"])]:
-        print(f"paired_across: note: {label} seed {seed} has no AuALC (left out)", file=sys.stderr)
+    by_run: dict[tuple[int, int], list[dict]] = {}
+    for r in sorted(rows, key=lambda r: (r["seed"], r["round"])):   # round order within a run
+        by_run.setdefault((r["seed"], r.get("draw") or 0), []).append(r)
+    draws: dict[int, list[dict]] = {}
+    for (seed, draw), runs in by_run.items():
+        run, name = _one_run(runs, rounds), f"{label} seed {seed}" + (f" draw {draw}" if draw else "")
+        if run is None:
+            print(f"paired_across: note: {name} ends at round {runs[-1]['round']}, before "
+                  f"--rounds {rounds} (left out)", file=sys.stderr)
+        elif run["aualc"] is None or math.isnan(run["aualc"]):
+            print(f"paired_across: note: {name} has no AuALC (left out)", file=sys.stderr)
+        else:
+            draws.setdefault(seed, []).append(run)
+    out = {seed: _seed_mean(runs) for seed, runs in draws.items()}
+    for seed in [s for s, run in out.items() if run is None]:
+        print(f"paired_across: note: {label} seed {seed}: its training draws have curves of "
+              f"different lengths (left out)", file=sys.stderr)
         del out[seed]
     return Arm(label, path.resolve(), strategy, out)
+
+
+def _one_run(runs: list[dict], rounds: int | None) -> dict | None:
+    """One run's rows (round order) -> its figures; ``rounds``: rounds 0..N only, AuALC and
+    final mIoU recomputed (None when the run is shorter)."""
+    curve = runs if rounds is None else [r for r in runs if r["round"] <= rounds]
+    x, y = [r["labelled_fraction"] for r in curve], [r["miou"] for r in curve]
+    run = {"aualc": runs[0]["aualc"], "final_miou": runs[0]["final_miou"],
+           "full_miou": runs[0]["full_miou"], "start": runs[0]["labelled_fraction"], "curve": (x, y)}
+    if rounds is None:
+        return run
+    if len(curve) != rounds + 1:
+        return None
+    return dict(run, aualc=aualc(x, y, runs[0]["full_miou"]), final_miou=y[-1])
+
+
+def _seed_mean(runs: list[dict]) -> dict | None:
+    """A seed's training draws (``compare.draws``) averaged, as ``verdicts.json`` does: AuALC,
+    final mIoU and the curve round by round; None when their curves differ in length."""
+    if len(runs) == 1:
+        return runs[0]
+    if len({len(r["curve"][0]) for r in runs}) != 1:
+        return None
+    mean = lambda values: sum(values) / len(values)   # noqa: E731
+    x = [mean(v) for v in zip(*(r["curve"][0] for r in runs))]
+    y = [mean(v) for v in zip(*(r["curve"][1] for r in runs))]
+    return dict(runs[0], aualc=mean([r["aualc"] for r in runs]), curve=(x, y),
+                final_miou=mean([r["final_miou"] for r in runs]))
 
 
 def check_pairable(a: Arm, b: Arm) -> list[int]:

@@ -74,7 +74,7 @@ class CompareConfig(Section):
         "params, overrides, the tables and the run directories")
     draws: int = Field(
         1, ge=1, description="training draws per strategy x seed: draw d trains with "
-        "train.seed_offset + d (same initial set, selection seed and reference), into "
+        "train.seed_offset + 1000 d (same initial set, selection seed and reference), into "
         "<strategy>/seed<k> (d = 0) and <strategy>/seed<k>_draw<d>; the statistics average a "
         "seed's draws before pairing it, and verdicts.json reports the training noise")
 

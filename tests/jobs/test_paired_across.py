@@ -116,3 +116,22 @@ def test_rounds_judges_the_curves_up_to_round_n(tmp_path: Path):
         refused = _run(f"{own}:entropy", f"{base}:random", "--rounds", bad)
         assert refused.returncode == 2 and "needs rounds 0..N with N >= 1" in refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_training_draws_are_averaged_per_seed_as_verdicts_json_does(tmp_path: Path):
+    """A comparison with compare.draws = 2: each seed's two draws are averaged (AuALC, curve)
+    before pairing, so paired_across agrees with the comparison's own verdicts.json."""
+    folder = _comparison(tmp_path / "a", "entropy", {0: 0.50, 1: 0.40, 2: 0.60})
+    rows = pq.read_table(folder / "comparison.parquet").to_pylist()
+    second = [dict(r, draw=1, aualc=r["aualc"] - 0.1, miou=r["miou"] - 0.05,
+                   final_miou=r["final_miou"] - 0.05) for r in rows]
+    pq.write_table(pa.Table.from_pylist([dict(r, draw=0) for r in rows] + second),
+                   folder / "comparison.parquet")
+    base = _comparison(tmp_path / "b", "random", {0: 0.40, 1: 0.40, 2: 0.40})
+    done = _run(f"{folder}:entropy", f"{base}:random")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads(done.stdout[done.stdout.index("{"):])
+    # seed means 0.45, 0.35, 0.55 against 0.40 each
+    assert entry["paired_aualc_mean"] == pytest.approx(np.mean([0.05, -0.05, 0.15]))
+    assert entry["seeds"] == 3 and entry["seeds_above"] == 2
+    assert "seed 1: -0.0500   final mIoU 0.175 vs 0.200" in done.stdout

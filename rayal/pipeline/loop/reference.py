@@ -23,8 +23,9 @@ def reference_epochs(config: RayalConfig) -> int:
     what one run's model trains in all: a warm-started run with a fixed ``loop.rounds`` trains
     ``(rounds + 1) x train.epochs`` epochs, any other run ``train.epochs`` per model. The
     reference sees every label for at least as many optimiser steps as a run, so it is a
-    ceiling by construction (it trains them all: no early stopping; its best-validation
-    weights are kept, as each round's are); a factor above 1 trains it towards convergence."""
+    ceiling by construction (it trains them all: no early stopping; it keeps the epoch
+    ``train.select_epoch`` says, as each round does); a factor above 1 trains it towards
+    convergence."""
     loop, train = config.loop, config.train
     if loop.reference_epochs is not None:
         return loop.reference_epochs
@@ -33,10 +34,10 @@ def reference_epochs(config: RayalConfig) -> int:
     return loop.reference_factor * train.epochs
 
 
-REFERENCE_FILE = "reference.json"   # what the cached reference is: _reference_record + "miou"
+REFERENCE_FILE = "reference.json"   # what the cached reference is: reference_record + "miou"
 
 
-def _reference_record(config: RayalConfig) -> dict:
+def reference_record(config: RayalConfig) -> dict:
     """What a cached reference must share with a setting to stand for it: its epochs, the
     frames it is evaluated on, the frames its best epoch is chosen on and whether it keeps the
     best epoch or the last (``train.select_epoch``)."""
@@ -64,7 +65,7 @@ def cached_reference_miou(config: RayalConfig) -> float | None:
     record = join_uri(target, REFERENCE_FILE)
     if exists(record):
         # records written before select_epoch existed kept the best epoch
-        kept, wanted = {"select_epoch": "best", **read_json(record)}, _reference_record(config)
+        kept, wanted = {"select_epoch": "best", **read_json(record)}, reference_record(config)
         for key in wanted:
             if key in kept and kept[key] != wanted[key]:
                 raise ConfigError(f"the full-supervision reference in {target} was trained with "
@@ -94,6 +95,6 @@ def full_supervision_miou(config: RayalConfig, *, progress: bool = False) -> flo
         print(f"full-supervision reference: {ref.train.epochs} epochs on every pool frame, once "
               f"(kept in {target})", file=sys.stderr, flush=True)
     summary = run_training(ref, full=True, progress=progress, out_name=name)
-    write_json(join_uri(target, REFERENCE_FILE), dict(_reference_record(config),
+    write_json(join_uri(target, REFERENCE_FILE), dict(reference_record(config),
                                                       miou=float(summary.eval_miou)))
     return float(summary.eval_miou)

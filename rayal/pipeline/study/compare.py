@@ -55,6 +55,11 @@ def strategy_raw(base: RayalConfig, strategy: str, params: dict[str, dict],
     return config.model_dump(mode="json")
 
 
+# draw d trains with train.seed_offset + d * DRAW_STRIDE: far from the seeds a comparison runs
+# (seed k, draw d must not train as seed k + d, draw 0) and from committee members' offsets
+DRAW_STRIDE = 1000
+
+
 def run_folder(seed: int, draw: int) -> str:
     """A run's folder name under its strategy's: ``seed<k>``, ``seed<k>_draw<d>`` for d >= 1
     (so a one-draw comparison's runs are draw 0 of a longer one)."""
@@ -63,7 +68,8 @@ def run_folder(seed: int, draw: int) -> str:
 
 def run_configs(config: RayalConfig) -> list[RayalConfig]:
     """One config per strategy x seed x training draw, in ``compare.strategies``, then
-    ``compare.seeds``, then draw order; draw d adds d to ``train.seed_offset``."""
+    ``compare.seeds``, then draw order; draw d adds d x :data:`DRAW_STRIDE` to
+    ``train.seed_offset``."""
     cc, out = config.compare, config.output_dir
     ref = config.loop.reference_dir or join_uri(out, "full")
     configs = []
@@ -75,7 +81,8 @@ def run_configs(config: RayalConfig) -> list[RayalConfig]:
                 run = dict(raw, seed=seed, name=f"{config.name}-{strategy}-{folder}",
                            output_dir=join_uri(out, strategy, folder))
                 run["loop"] = dict(raw["loop"], reference_dir=ref)
-                run["train"] = dict(raw["train"], seed_offset=raw["train"]["seed_offset"] + draw)
+                run["train"] = dict(raw["train"],
+                                    seed_offset=raw["train"]["seed_offset"] + draw * DRAW_STRIDE)
                 configs.append(config_from_dict(run, source=f"compare run {strategy}/{folder}"))
     return configs
 
@@ -139,12 +146,24 @@ def check_folders(reference: RayalConfig, configs: list[RayalConfig]) -> None:
     reference and each run), named in one ConfigError before anything is trained."""
     from rayal.pipeline.loop.reference import cached_reference_miou
 
+    from rayal.pipeline.loop.reference import reference_record
+
     problems = []
     for check, config in [(cached_reference_miou, reference)] + [(check_same_config, c) for c in configs]:
         try:
             check(config)
         except ConfigError as err:
             problems.append(str(err))
+    shared = reference_record(reference)
+    for run in configs:   # one reference normalises every run: it must stand for each
+        own = reference_record(run)
+        changed = sorted(k for k in shared if own[k] != shared[k])
+        if changed:
+            problems.append(f"{run.output_dir}: compare.overrides change {changed} "
+                            f"({', '.join(f'{own[k]!r} for {shared[k]!r}' for k in changed)}), "
+                            "which the one full-supervision reference of the comparison is "
+                            "trained and evaluated with: compare such settings in separate "
+                            "comparisons")
     if problems:
         raise ConfigError(f"{len(problems)} folder(s) of this comparison were made with another "
                           f"setting:\n- " + "\n- ".join(problems))
@@ -164,13 +183,16 @@ def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only:
     if finished_only:
         done, summaries = finished_runs(config)
         config = config.model_copy(deep=True)   # the strategies with a finished run, on the
-        labels = [s for s in config.compare.strategies   # seeds every one of them finished
-                  if any(r["strategy"] == s for r in summaries)]   # (every draw of)
-        seeds = sorted(set.intersection(*({k for k in config.compare.seeds if sum(
-            r["strategy"] == s and r["seed"] == k for r in summaries) == config.compare.draws}
-            for s in labels)))
+        draws = config.compare.draws   # a seed counts once every draw of it finished
+        complete = {s: {k for k in config.compare.seeds if sum(
+            r["strategy"] == s and r["seed"] == k for r in summaries) == draws}
+            for s in config.compare.strategies}
+        labels = [s for s in config.compare.strategies if complete[s]]   # on the seeds every
+        seeds = sorted(set.intersection(*(complete[s] for s in labels))) if labels else []
         if not seeds:
-            raise ConfigError(f"{config.output_dir}: no seed has finished runs of all of {labels}")
+            raise ConfigError(f"{config.output_dir}: no seed has finished runs of all of "
+                              f"{labels or config.compare.strategies}"
+                              + (f" in all {draws} training draws (compare.draws)" if draws > 1 else ""))
         keep = [i for i, r in enumerate(summaries) if r["seed"] in seeds]
         done, summaries = [done[i] for i in keep], [summaries[i] for i in keep]
         config.compare.strategies, config.compare.seeds = labels, seeds

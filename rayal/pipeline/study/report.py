@@ -105,7 +105,8 @@ def strategy_stats(config: RayalConfig, summaries: list[dict]) -> list[dict]:
     for strategy in config.compare.strategies:
         runs = [s for s in per_seed if s["strategy"] == strategy]
         aualcs = [s["aualc"] for s in runs if s["aualc"] is not None]
-        entry = {"strategy": strategy, "runs": sum(s["draws"] for s in runs), "aualc": aualcs,
+        entry = {"strategy": strategy, "runs": sum(s["draws"] for s in runs), "seeds": len(runs),
+                 "aualc": aualcs,
                  "final_miou": [s["final_miou"] for s in runs],
                  "minutes": float(np.mean([s["seconds"] for s in runs])) / 60}
         for pct in (90, 95):
@@ -141,9 +142,9 @@ def comparison_table(config: RayalConfig, summaries: list[dict], rows: list[dict
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     stats = strategy_stats(config, summaries)
     for e in stats:
-        n, diffs = e["runs"], e["vs_random"]
+        n, diffs = e["seeds"], e["vs_random"]
         above = f"{sum(d > 0 for d in diffs)}/{len(diffs)}" if diffs else "-"
-        lines.append(f"| {e['strategy']} | {n} | {_fmt(e['aualc'])} | {_fmt(diffs)} | {above} | "
+        lines.append(f"| {e['strategy']} | {e['runs']} | {_fmt(e['aualc'])} | {_fmt(diffs)} | {above} | "
                      f"{_fmt(e['final_miou'])} | {_fmt(e['to_90'], 3)} | {len(e['to_90'])}/{n} | "
                      f"{_fmt(e['to_95'], 3)} | {len(e['to_95'])}/{n} | {e['minutes']:.1f} | "
                      f"{_ci(verdicts.get(e['strategy']))} | {_verdict(verdicts.get(e['strategy']))} | "
@@ -191,18 +192,25 @@ def _saving(v: dict | None) -> str:
             f"reached {m['reached']}/{m['seeds']}")
 
 
-def run_curves(rows: list[dict], strategy: str) -> dict[int, tuple[list[float], list[float]]]:
-    """``{seed: (labelled fractions, mIoUs)}`` of one strategy's runs, in round order; a seed's
-    training draws averaged round by round."""
+def seed_points(rows: list[dict], strategy: str) -> dict[tuple[int, int], tuple[float, float]]:
+    """``{(seed, round): (labelled fraction, mIoU)}`` of one strategy, a seed's training draws
+    averaged, sorted by seed then round."""
     points: dict[tuple[int, int], list[dict]] = {}
     for r in rows:
         if r["strategy"] == strategy:
             points.setdefault((r["seed"], r["round"]), []).append(r)
+    return {key: (float(np.mean([r["labelled_fraction"] for r in at])),
+                  float(np.mean([r["miou"] for r in at]))) for key, at in sorted(points.items())}
+
+
+def run_curves(rows: list[dict], strategy: str) -> dict[int, tuple[list[float], list[float]]]:
+    """``{seed: (labelled fractions, mIoUs)}`` of one strategy's runs, in round order; a seed's
+    training draws averaged round by round."""
     curves: dict[int, tuple[list[float], list[float]]] = {}
-    for (seed, _), at in sorted(points.items()):
+    for (seed, _), (fraction, miou) in seed_points(rows, strategy).items():
         x, y = curves.setdefault(seed, ([], []))
-        x.append(float(np.mean([r["labelled_fraction"] for r in at])))
-        y.append(float(np.mean([r["miou"] for r in at])))
+        x.append(fraction)
+        y.append(miou)
     return curves
 
 
@@ -243,19 +251,19 @@ def strategy_verdicts(config: RayalConfig, summaries: list[dict],
 
 
 def mean_curves(rows: list[dict], strategies: list[str]) -> dict[str, tuple]:
-    """strategy -> (mean labelled fraction, mean mIoU, std mIoU) per round over its seeds."""
+    """strategy -> (mean labelled fraction, mean mIoU, std mIoU) per round over its seeds (a
+    seed's training draws averaged first, :func:`seed_points`)."""
     curves = {}
     for strategy in strategies:
-        own = [r for r in rows if r["strategy"] == strategy]
-        rounds = sorted({r["round"] for r in own})
+        points = seed_points(rows, strategy)
         x, y, sd = [], [], []
-        for rnd in rounds:
-            at = [r for r in own if r["round"] == rnd]
-            x.append(float(np.mean([r["labelled_fraction"] for r in at])))
-            m, s = _mean_std([r["miou"] for r in at])
+        for rnd in sorted({r for _, r in points}):
+            at = [p for (_, r), p in points.items() if r == rnd]
+            x.append(float(np.mean([f for f, _ in at])))
+            m, s = _mean_std([v for _, v in at])
             y.append(m)
             sd.append(s)
-        n = len({r["seed"] for r in own})
+        n = len({k for k, _ in points})
         curves[f"{strategy} (n={n})"] = (x, y, np.asarray(sd))
     return curves
 

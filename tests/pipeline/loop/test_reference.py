@@ -43,7 +43,7 @@ def test_a_cached_reference_of_another_length_is_refused_by_name(tmp_path):
 
 def test_a_cached_reference_on_other_frames_is_refused_by_name(tmp_path):
     """A reference evaluated (or validated) on other frames normalises AuALC wrongly."""
-    from rayal.pipeline.loop.reference import _reference_record
+    from rayal.pipeline.loop.reference import reference_record
 
     ref = tmp_path / "full"
     ref.mkdir()
@@ -51,7 +51,7 @@ def test_a_cached_reference_on_other_frames_is_refused_by_name(tmp_path):
     config = RayalConfig.model_validate({"train": {"epochs": 5, "val_split": "val[:4]"},
                                          "data": {"eval_split": "val[4:]"},
                                          "loop": {"rounds": 3, "reference_dir": str(ref)}})
-    (ref / REFERENCE_FILE).write_text(json.dumps(dict(_reference_record(config), miou=0.4)))
+    (ref / REFERENCE_FILE).write_text(json.dumps(dict(reference_record(config), miou=0.4)))
     assert cached_reference_miou(config) == pytest.approx(0.4)
     whole = config.model_copy(deep=True)
     whole.data.eval_split, whole.train.val_split = "val", None
@@ -66,7 +66,7 @@ def test_a_cached_reference_on_other_frames_is_refused_by_name(tmp_path):
     last.train.select_epoch = "last"
     with pytest.raises(ConfigError, match=r"select_epoch 'best', this setting asks 'last'"):
         cached_reference_miou(last)
-    old_record = {k: v for k, v in _reference_record(config).items() if k != "select_epoch"}
+    old_record = {k: v for k, v in reference_record(config).items() if k != "select_epoch"}
     (ref / REFERENCE_FILE).write_text(json.dumps(dict(old_record, miou=0.4)))
     assert cached_reference_miou(config) == pytest.approx(0.4)   # older records kept the best
     with pytest.raises(ConfigError, match=r"select_epoch 'best', this setting asks 'last'"):

@@ -157,7 +157,7 @@ def test_more_training_draws_reuse_the_finished_runs_as_draw_0(compared):
     assert main(["compare", str(path), "--no-progress", "--set", "compare.draws=2"]) == 0
     assert (out / "random" / "seed0" / "rounds.parquet").stat().st_mtime_ns == stamp
     draw1 = load_config(out / "random" / "seed0_draw1" / "config.yaml")
-    assert draw1.train.seed_offset == 1 and draw1.seed == 0
+    assert draw1.train.seed_offset == 1000 and draw1.seed == 0
     rows = pq.read_table(out / "comparison.parquet").to_pylist()
     assert sorted({(r["strategy"], r["draw"]) for r in rows}) == [
         ("entropy", 0), ("entropy", 1), ("random", 0), ("random", 1)]
@@ -168,3 +168,25 @@ def test_more_training_draws_reuse_the_finished_runs_as_draw_0(compared):
     assert noise > 0                                # another training draw, another curve
     assert verdicts["random"]["training_noise_sd"] == pytest.approx(noise)
     assert verdicts["entropy"]["draws"] == 2 and verdicts["entropy"]["seeds"] == 1
+    # an interim table while a strategy's draw 1 is unfinished: that strategy is left out
+    from rayal.pipeline.study.compare import run_comparison
+
+    (out / "entropy" / "seed0_draw1" / "summary.json").unlink()
+    result = run_comparison(load_config(path, ["compare.draws=2"]), progress=False,
+                            finished_only=True)
+    assert "1 strategies x 1 seed(s) x 2 training draws" in result["table"]
+    with pytest.raises(ConfigError, match=r"in all 3 training draws \(compare.draws\)"):
+        run_comparison(load_config(path, ["compare.draws=3"]), progress=False, finished_only=True)
+
+
+def test_an_override_the_shared_reference_cannot_stand_for_is_refused_before_any_run(write, tmp_path):
+    """One reference normalises every run of a comparison, so a variant trained or evaluated
+    otherwise (here: keeping the last epoch) is named before anything is trained."""
+    from rayal.pipeline.study.compare import check_folders
+
+    config = load_config(write(tmp_path), [
+        "compare.strategies=[random, random_last]", "compare.variants={random_last: random}",
+        "compare.overrides={random_last: [train.patience=null, train.select_epoch=last]}"])
+    with pytest.raises(ConfigError, match=r"random_last/seed0: compare.overrides change "
+                                          r"\['select_epoch'\] \('last' for 'best'\)"):
+        check_folders(config, run_configs(config))

@@ -107,7 +107,8 @@ def test_training_draws_are_averaged_per_seed_before_pairing(write, tmp_path):
     assert [(lab, d) for lab, d in run_keys(config)][:4] == [("random", 0), ("random", 1)] * 2
     assert [c.output_dir.rsplit("/", 2)[-2:] for c in configs[:4]] == [
         ["random", "seed0"], ["random", "seed0_draw1"], ["random", "seed1"], ["random", "seed1_draw1"]]
-    assert [(c.seed, c.train.seed_offset) for c in configs[:4]] == [(0, 3), (0, 4), (1, 3), (1, 4)]
+    # draws train far from the other seeds' training draws (seed 0 draw 1 is not seed 1)
+    assert [(c.seed, c.train.seed_offset) for c in configs[:4]] == [(0, 3), (0, 1003), (1, 3), (1, 1003)]
     base = {"unit": "image", "units_total": 16, "full_miou": 0.5, "budget_to_90": None,
             "budget_to_95": 0.5, "seconds": 60.0, "final_miou": 0.4}
     random = {(0, 0): 0.6, (0, 1): 0.8, (1, 0): 0.7, (1, 1): 0.7}
@@ -128,7 +129,13 @@ def test_training_draws_are_averaged_per_seed_before_pairing(write, tmp_path):
     assert stats["entropy"]["runs"] == 4 and stats["entropy"]["aualc"] == pytest.approx([0.9, 0.7])
     table = comparison_table(config, summaries)
     assert "x 2 training draws" in table.splitlines()[0]
+    entropy_line = next(ln for ln in table.splitlines() if ln.startswith("| entropy |"))
+    assert entropy_line.startswith("| entropy | 4 |") and "| 1/2 | 0." in entropy_line  # of 2 seeds
     assert "training noise (AuALC std between draws of one seed): random 0.1000, entropy 0.1000" in table
     rows = _rows("random", 0, [0.1, 0.2], [0.1, 0.3]) + _rows("random", 0, [0.1, 0.2], [0.2, 0.5])
     assert run_curves(rows, "random") == {0: ([0.1, 0.2], [pytest.approx(0.15), pytest.approx(0.4)])}
+    # the plot's band is the spread over seeds of their draw means, not over every draw
+    rows += _rows("random", 1, [0.1, 0.2], [0.0, 0.3]) + _rows("random", 1, [0.1, 0.2], [0.3, 0.5])
+    x, y, sd = mean_curves(rows, ["random"])["random (n=2)"]
+    assert y == pytest.approx([0.15, 0.4]) and sd == pytest.approx([0.0, 0.0])
     assert training_noise(summaries[:1], "random") is None                # one draw: no noise figure
