@@ -16,6 +16,8 @@ final mIoU (``match_baseline``: :func:`rayal.pipeline.study.statistics.saving_in
 Seeds in one run only, or without an AuALC, are left out with a note on stderr. A comparison
 run with ``compare.draws`` > 1 holds several training draws per seed: they are averaged per
 seed (AuALC, final mIoU, the curve round by round) before pairing, as ``verdicts.json`` does.
+``DIR:A+B`` reads the runs of labels A and B as training draws of one strategy, averaged the
+same way (e.g. ``entropy+entropy_t1``: a variant that only changes ``train.seed_offset``).
 
 Refused, with the reason: a missing or unreadable file, a missing column or strategy, a
 strategy compared with itself, different full-supervision references on any seed (AuALC is
@@ -79,17 +81,22 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
     path = Path(folder)
     path = path if path.suffix == ".parquet" else path / "comparison.parquet"
     table = _table(path)
-    rows = [r for r in table.to_pylist() if r["strategy"] == strategy]
-    if not rows:
-        names = sorted(set(table.column("strategy").to_pylist()))
-        raise SystemExit(f"paired_across: error: {path} has no strategy {strategy!r}; it has {names}")
+    labels = strategy.split("+")   # several labels: training draws of one strategy
+    all_rows = table.to_pylist()
+    for name in labels:
+        if not any(r["strategy"] == name for r in all_rows):
+            names = sorted(set(table.column("strategy").to_pylist()))
+            raise SystemExit(f"paired_across: error: {path} has no strategy {name!r}; it has {names}")
+    rows = [r for r in all_rows if r["strategy"] in labels]
     label = f"{folder}:{strategy}"
-    by_run: dict[tuple[int, int], list[dict]] = {}
+    by_run: dict[tuple, list[dict]] = {}
     for r in sorted(rows, key=lambda r: (r["seed"], r["round"])):   # round order within a run
-        by_run.setdefault((r["seed"], r.get("draw") or 0), []).append(r)
+        draw = (labels.index(r["strategy"]), r.get("draw") or 0)
+        by_run.setdefault((r["seed"], draw), []).append(r)
     draws: dict[int, list[dict]] = {}
     for (seed, draw), runs in by_run.items():
-        run, name = _one_run(runs, rounds), f"{label} seed {seed}" + (f" draw {draw}" if draw else "")
+        run = _one_run(runs, rounds)
+        name = f"{label} seed {seed}" + (f" draw {draw}" if any(draw) else "")
         if run is None:
             print(f"paired_across: note: {name} ends at round {runs[-1]['round']}, before "
                   f"--rounds {rounds} (left out)", file=sys.stderr)

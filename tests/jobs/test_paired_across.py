@@ -135,3 +135,19 @@ def test_training_draws_are_averaged_per_seed_as_verdicts_json_does(tmp_path: Pa
     assert entry["paired_aualc_mean"] == pytest.approx(np.mean([0.05, -0.05, 0.15]))
     assert entry["seeds"] == 3 and entry["seeds_above"] == 2
     assert "seed 1: -0.0500   final mIoU 0.175 vs 0.200" in done.stdout
+
+
+def test_labels_joined_with_plus_are_training_draws_of_one_strategy(tmp_path: Path):
+    """DIR:entropy+entropy_t1 averages the two labels' runs per seed, as draws."""
+    rows = []
+    for name, shift in (("entropy", 0.0), ("entropy_t1", -0.1), ("random", 0.0), ("random_t1", 0.02)):
+        one = _comparison(tmp_path / name, name, {0: 0.50 + shift, 1: 0.40 + shift})
+        rows += pq.read_table(one / "comparison.parquet").to_pylist()
+    (tmp_path / "all").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "all" / "comparison.parquet")
+    done = _run(f"{tmp_path / 'all'}:entropy+entropy_t1", f"{tmp_path / 'all'}:random+random_t1")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads(done.stdout[done.stdout.index("{"):])
+    assert entry["paired_aualc_mean"] == pytest.approx(-0.06) and entry["seeds"] == 2
+    missing = _run(f"{tmp_path / 'all'}:entropy+entropy_t2", f"{tmp_path / 'all'}:random")
+    assert missing.returncode != 0 and "has no strategy 'entropy_t2'" in missing.stderr
