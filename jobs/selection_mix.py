@@ -2,10 +2,11 @@
 
     python jobs/selection_mix.py runs/camvid_image [--sequence-key REGEX] [--from-round 1]
 
-For every run under DIR (``<strategy>/seed<k>/pool/<project>``, read from the journal without
+For every run under DIR (``<strategy>/seed<k>[_draw<d>]/pool/<project>``, read from the journal without
 the lease, so copied folders and finished runs work), the units labelled in rounds
 ``--from-round`` and later (round 0 is the shared random start) are counted per sequence
-(:func:`rayal.pipeline.study.sequences.sequence_mix`) and summed over seeds. Printed per
+(:func:`rayal.pipeline.study.sequences.sequence_mix`) and summed over the runs (seeds and
+training draws). Printed per
 strategy: units per sequence with their share (the sequence's share of the pool in brackets),
 and the share of picked frames next to another picked frame. ``--json`` prints the sums.
 
