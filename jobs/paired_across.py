@@ -41,8 +41,8 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rayal.pipeline.study.statistics import (label_saving, saving_interval, strategy_verdict,
-                                             usable_curve)
+from rayal.pipeline.study.statistics import (MIN_PAIRS, label_saving, saving_interval,
+                                             strategy_verdict, usable_curve)
 from rayal.train.metrics import aualc
 
 COLUMNS = ["strategy", "seed", "round", "labelled_fraction", "miou", "aualc", "final_miou",
@@ -82,6 +82,8 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
     path = path if path.suffix == ".parquet" else path / "comparison.parquet"
     table = _table(path)
     labels = strategy.split("+")   # several labels: training draws of one strategy
+    if len(set(labels)) != len(labels):
+        raise SystemExit(f"paired_across: error: {arg!r} names a strategy twice")
     all_rows = table.to_pylist()
     for name in labels:
         if not any(r["strategy"] == name for r in all_rows):
@@ -130,21 +132,23 @@ def _seed_mean(runs: list[dict]) -> dict | None:
     """A seed's training draws (``compare.draws``) averaged, as ``verdicts.json`` does: AuALC,
     final mIoU and the curve round by round; None when their curves differ in length."""
     if len(runs) == 1:
-        return runs[0]
+        return dict(runs[0], draws=runs)
     if len({len(r["curve"][0]) for r in runs}) != 1:
         return None
     mean = lambda values: sum(values) / len(values)   # noqa: E731
     x = [mean(v) for v in zip(*(r["curve"][0] for r in runs))]
     y = [mean(v) for v in zip(*(r["curve"][1] for r in runs))]
     return dict(runs[0], aualc=mean([r["aualc"] for r in runs]), curve=(x, y),
-                final_miou=mean([r["final_miou"] for r in runs]))
+                final_miou=mean([r["final_miou"] for r in runs]), draws=runs)
 
 
 def check_pairable(a: Arm, b: Arm) -> list[int]:
     """The seeds both hold; SystemExit when the two cannot be paired (module docstring)."""
     (name_a, ra), (name_b, rb) = (a.label, a.runs), (b.label, b.runs)
-    if (a.table, a.strategy) == (b.table, b.strategy):
-        raise SystemExit(f"paired_across: error: {name_a} is compared with itself")
+    shared = set(a.strategy.split("+")) & set(b.strategy.split("+"))
+    if a.table == b.table and shared:
+        raise SystemExit(f"paired_across: error: {name_a} and {name_b} share the runs of "
+                         f"{sorted(shared)}: a strategy compared with itself")
     seeds = sorted(set(ra) & set(rb))
     if not seeds:
         raise SystemExit(f"paired_across: error: {name_a} and {name_b} share no seed "
@@ -162,9 +166,13 @@ def check_pairable(a: Arm, b: Arm) -> list[int]:
     only = sorted(set(ra) ^ set(rb))
     if only:
         print(f"paired_across: note: seeds {only} are in one run only (left out)", file=sys.stderr)
-    if len(seeds) < 2:
-        print("paired_across: note: one common seed: no interval, the verdict is 'not "
-              "distinguishable'", file=sys.stderr)
+    if len(seeds) < MIN_PAIRS:
+        print(f"paired_across: note: {len(seeds)} common seed(s), fewer than {MIN_PAIRS}: no "
+              "interval to read, the verdict is 'not distinguishable'", file=sys.stderr)
+    draws_a, draws_b = ({len(r["draws"]) for r in arm.runs.values()} for arm in (a, b))
+    if draws_a != draws_b:
+        print(f"paired_across: note: {name_a} averages {sorted(draws_a)} training draw(s) per "
+              f"seed, {name_b} {sorted(draws_b)}: their training noise differs", file=sys.stderr)
     return seeds
 
 

@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     Every user-facing error (a :class:`rayal.errors.RayalError`, a bad frame or mask, a store
     or path that refuses, a config ValueError; also when a Ray task, actor or Ray Train worker
     raised it) is printed as ``rayal <cmd>: error: <one line>`` and returns 2, without a
-    traceback unless ``--debug`` (or ``RAYAL_DEBUG=1``) asks for it. Anything else is a bug
-    and keeps its traceback."""
+    traceback unless ``--debug`` (or ``RAYAL_DEBUG=1``) asks for it. Ctrl-C prints one line and
+    returns 130. Anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     command = args.command + (f" {args.pool_command}" if args.command == "pool" else "")
     debug = args.debug or os.environ.get("RAYAL_DEBUG", "") not in ("", "0")
@@ -120,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _warning_format(command, plain)
     try:
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print(f"rayal {command}: interrupted; what finished is kept (rayal run --resume and "
+              "rayal compare continue where they stopped)", file=sys.stderr)
+        return 130
     except Exception as err:
         cause = user_error(err)
         if cause is None:

@@ -150,3 +150,25 @@ def test_tune_trial_that_cannot_fit_is_refused_naming_the_fields(tmp_path):
                       "--set", "ray.cpus_per_actor=1")
     line = one_error(err, "tune")
     assert code == 2 and "tune.cpus_per_trial" in line and "ray.actors 2" in line and "has 2 CPUs" in line
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C (the documented way to stop a long compare before resuming it) prints one line,
+    no traceback, and exits 130."""
+    from rayal.cli import main as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "compare", interrupted)
+    assert cli.main(["compare", "whatever.yaml"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rayal compare: interrupted" in err and "Traceback" not in err
+
+
+def test_a_training_that_keeps_the_last_epoch_says_so():
+    from rayal.pipeline.loop.train_job import TrainSummary
+
+    kept = TrainSummary("out", 4, 3, 2, 0.31, 0.3, 1.0, "out/best.pt", "last").table()
+    assert "kept (last) val mIoU  0.3100" in kept and "best" not in kept.replace("best.pt", "")
+    assert "best epoch" in TrainSummary("out", 4, 3, 1, 0.31, 0.3, 1.0, "best.pt").table()

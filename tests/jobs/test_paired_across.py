@@ -151,3 +151,10 @@ def test_labels_joined_with_plus_are_training_draws_of_one_strategy(tmp_path: Pa
     assert entry["paired_aualc_mean"] == pytest.approx(-0.06) and entry["seeds"] == 2
     missing = _run(f"{tmp_path / 'all'}:entropy+entropy_t2", f"{tmp_path / 'all'}:random")
     assert missing.returncode != 0 and "has no strategy 'entropy_t2'" in missing.stderr
+    twice = _run(f"{tmp_path / 'all'}:entropy+entropy", f"{tmp_path / 'all'}:random")
+    assert twice.returncode != 0 and "names a strategy twice" in twice.stderr
+    itself = _run(f"{tmp_path / 'all'}:random+entropy", f"{tmp_path / 'all'}:random")
+    assert itself.returncode != 0 and "share the runs of ['random']" in itself.stderr
+    uneven = _run(f"{tmp_path / 'all'}:entropy+entropy_t1", f"{tmp_path / 'all'}:random")
+    assert uneven.returncode == 0 and "averages [2] training draw(s) per seed" in uneven.stderr
+    assert "fewer than 3: no interval to read" in uneven.stderr      # 2 seeds

@@ -39,13 +39,15 @@ class TrainSummary:
     eval_miou: float
     seconds: float
     checkpoint: str
+    select_epoch: str = "best"   # train.select_epoch: best_epoch is the last one with "last"
 
     def table(self) -> str:
+        kept = "best" if self.select_epoch == "best" else "kept (last)"
         rows = [("labelled frames", self.frames), ("epochs run", self.epochs_run),
-                ("best epoch", self.best_epoch), ("best val mIoU", f"{self.best_val_miou:.4f}"),
+                (f"{kept} epoch", self.best_epoch), (f"{kept} val mIoU", f"{self.best_val_miou:.4f}"),
                 ("eval mIoU", f"{self.eval_miou:.4f}"), ("seconds", f"{self.seconds:.1f}"),
                 ("checkpoint", self.checkpoint)]
-        return "\n".join(f"{k:<18}{v}" for k, v in rows)
+        return "\n".join(f"{k:<22}{v}" for k, v in rows)
 
 
 def labelled_specs(config: RayalConfig, full: bool = False) -> list[LabelSpec]:
@@ -114,11 +116,12 @@ def run_training(config: RayalConfig, *, full: bool = False, progress: bool = Tr
     metrics = evaluate_model(model, config)
     metrics.update(checkpoint=state["best_checkpoint"], best_epoch=state["best_epoch"],
                    best_val_miou=state["best_miou"], labelled_frames=len(specs),
-                   best_is_last=bool(state.get("best_is_last", False)))
+                   best_is_last=bool(state.get("best_is_last", False)),
+                   select_epoch=config.train.select_epoch)
     write_json(join_uri(out_dir, "metrics.json"), metrics)
     return TrainSummary(out_dir, len(specs), len(state["history"]), state["best_epoch"],
                         state["best_miou"], metrics["miou"], time.perf_counter() - started,
-                        state["best_checkpoint"])
+                        state["best_checkpoint"], config.train.select_epoch)
 
 
 def run_evaluation(config: RayalConfig, checkpoint: str, out_dir: str | None = None) -> dict:

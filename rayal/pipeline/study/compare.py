@@ -49,7 +49,11 @@ def strategy_raw(base: RayalConfig, strategy: str, params: dict[str, dict],
     raw["selection"] = dict(raw["selection"], strategy=registered, params=chosen)
     raw["loop"] = dict(raw["loop"], baseline=None)   # a comparison holds its own baselines
     extra = overrides.get(strategy, [])
-    config = config_from_dict(raw, extra, source=f"{where} (overrides {extra})")
+    inert = [o for o in extra if o.split("=", 1)[0].strip().split(".", 1)[0] in ("compare", "tune")]
+    if inert:
+        raise ConfigError(f"{where}.overrides[{strategy!r}]: {inert} set the study, not a run; "
+                          f"set them at the top level (--set {inert[0]})")
+    config = config_from_dict(raw, extra, source=f"{where}.overrides[{strategy!r}] {extra}")
     check_strategy_params(registered, config.selection.params, f"{where}.params[{strategy!r}]",
                           config)
     return config.model_dump(mode="json")
@@ -127,10 +131,11 @@ def finished_runs(config: RayalConfig) -> tuple[list[RayalConfig], list[dict]]:
     from rayal.pipeline.loop.reference import cached_reference_miou
 
     done, summaries = [], []
-    for run, (label, draw) in zip(run_configs(config), run_keys(config)):
+    runs = run_configs(config)
+    check_folders(config, [r for r in runs if exists(join_uri(r.output_dir, SUMMARY_FILE))])
+    for run, (label, draw) in zip(runs, run_keys(config)):
         path = join_uri(run.output_dir, SUMMARY_FILE)
         if exists(path):
-            check_same_config(run)
             done.append(run)
             summary, full = read_json(path), cached_reference_miou(run)
             if full is not None:
@@ -146,27 +151,36 @@ def check_folders(reference: RayalConfig, configs: list[RayalConfig]) -> None:
     reference and each run), named in one ConfigError before anything is trained."""
     from rayal.pipeline.loop.reference import cached_reference_miou
 
-    from rayal.pipeline.loop.reference import reference_record
-
     problems = []
     for check, config in [(cached_reference_miou, reference)] + [(check_same_config, c) for c in configs]:
         try:
             check(config)
         except ConfigError as err:
             problems.append(str(err))
-    shared = reference_record(reference)
-    for run in configs:   # one reference normalises every run: it must stand for each
-        own = reference_record(run)
-        changed = sorted(k for k in shared if own[k] != shared[k])
-        if changed:
-            problems.append(f"{run.output_dir}: compare.overrides change {changed} "
-                            f"({', '.join(f'{own[k]!r} for {shared[k]!r}' for k in changed)}), "
-                            "which the one full-supervision reference of the comparison is "
-                            "trained and evaluated with: compare such settings in separate "
-                            "comparisons")
     if problems:
         raise ConfigError(f"{len(problems)} folder(s) of this comparison were made with another "
                           f"setting:\n- " + "\n- ".join(problems))
+
+
+def check_reference_overrides(reference: RayalConfig, configs: list[RayalConfig],
+                              labels: list[str]) -> None:
+    """One full-supervision reference normalises every run of a comparison: a strategy whose
+    ``compare.overrides`` change how it is trained or evaluated (epochs, splits,
+    ``train.select_epoch``) is refused, one line per strategy, before anything runs."""
+    from rayal.pipeline.loop.reference import reference_record
+
+    shared, problems = reference_record(reference), {}
+    for run, label in zip(configs, labels):
+        own = reference_record(run)
+        changed = [k for k in shared if own[k] != shared[k]]
+        if changed and label not in problems:
+            problems[label] = (f"compare.overrides[{label!r}] changes "
+                               + ", ".join(f"{k} ({shared[k]!r} -> {own[k]!r})" for k in changed))
+    if problems:
+        raise ConfigError("the one full-supervision reference of a comparison is trained and "
+                          "evaluated with the base setting, which these overrides change "
+                          "(compare such settings in separate comparisons): "
+                          + "; ".join(problems.values()))
 
 
 def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only: bool = False) -> dict:
@@ -203,6 +217,7 @@ def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only:
         check_initial(run)
     reference = config.model_copy(deep=True)   # the base setting, not a strategy's overrides
     reference.loop.reference_dir = configs[0].loop.reference_dir
+    check_reference_overrides(reference, configs, [label for label, _ in run_keys(config)])
     check_folders(reference, configs)   # before anything is trained or written
     write_run_metadata(config, config.output_dir)
     init_ray(config.ray)

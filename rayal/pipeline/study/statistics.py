@@ -6,13 +6,15 @@ the per-seed difference removes most of the seed-to-seed spread. The 95 % interv
 mean paired difference is a percentile bootstrap over the seeds (resampled with
 replacement, ``resamples`` times, seeded), and the verdict is read from the interval, not
 from the mean: ``better than random`` when the interval lies above 0, ``worse than random``
-below 0, ``not distinguishable`` when it holds 0 (or fewer than 2 pairs exist).
+below 0, ``not distinguishable`` when it holds 0 or fewer than :data:`MIN_PAIRS` pairs exist (a
+percentile bootstrap over two seeds is the two values themselves: no interval).
 """
 from __future__ import annotations
 
 import numpy as np
 
 BETTER, WORSE, UNCLEAR = "better than random", "worse than random", "not distinguishable"
+MIN_PAIRS = 3   # seeds a verdict other than "not distinguishable" needs
 
 
 def bootstrap_ci(values, level: float = 0.95, resamples: int = 10_000,
@@ -34,7 +36,7 @@ def bootstrap_ci(values, level: float = 0.95, resamples: int = 10_000,
 def verdict(ci_low: float, ci_high: float, pairs: int, against: str = "random") -> str:
     """The verdict of a paired interval (see the module docstring); ``against`` names the
     baseline in it (``rayal compare``: random)."""
-    if pairs < 2 or not np.isfinite(ci_low):
+    if pairs < MIN_PAIRS or not np.isfinite(ci_low):
         return UNCLEAR
     if ci_low > 0:
         return f"better than {against}"

@@ -74,6 +74,10 @@ def test_changed_setting_is_not_mixed_into_a_finished_run(compared, capsys):
     assert runs == 2 and f"{runs} folder(s) of this comparison were made with another setting" in err
     assert err.count("differs in ['data.eval_split']") == runs
     assert (tmp / "cmp" / "config.yaml").stat().st_mtime_ns == stamp
+    # an interim table names them all too
+    assert main(["compare", str(path), "--no-progress", "--finished-only",
+                 "--set", "data.eval_split=val[1:]"]) == 2
+    assert capsys.readouterr().err.count("differs in ['data.eval_split']") == runs
 
 
 def test_bad_strategy_params_named_before_any_run(write, tmp_path):
@@ -182,11 +186,19 @@ def test_more_training_draws_reuse_the_finished_runs_as_draw_0(compared):
 def test_an_override_the_shared_reference_cannot_stand_for_is_refused_before_any_run(write, tmp_path):
     """One reference normalises every run of a comparison, so a variant trained or evaluated
     otherwise (here: keeping the last epoch) is named before anything is trained."""
-    from rayal.pipeline.study.compare import check_folders
+    from rayal.pipeline.study.compare import run_comparison
 
     config = load_config(write(tmp_path), [
         "compare.strategies=[random, random_last]", "compare.variants={random_last: random}",
+        "compare.seeds=[0, 1]",
         "compare.overrides={random_last: [train.patience=null, train.select_epoch=last]}"])
-    with pytest.raises(ConfigError, match=r"random_last/seed0: compare.overrides change "
-                                          r"\['select_epoch'\] \('last' for 'best'\)"):
-        check_folders(config, run_configs(config))
+    with pytest.raises(ConfigError, match=r"compare.overrides\['random_last'\] changes "
+                                          r"select_epoch \('best' -> 'last'\)") as err:
+        run_comparison(config, progress=False)
+    assert str(err.value).count("random_last") == 1        # one line per strategy, not per run
+    assert not (tmp_path / "cmp").exists()                  # nothing written
+    # study keys inside a run's overrides mean nothing there: refused, naming the strategy
+    config = load_config(write(tmp_path), ["compare.overrides={entropy: [compare.draws=3]}"])
+    with pytest.raises(ConfigError, match=r"compare.overrides\['entropy'\]: \['compare.draws=3'\] "
+                                          r"set the study"):
+        run_configs(config)

@@ -28,6 +28,7 @@ def test_verdicts_read_from_the_interval_not_the_mean():
     assert verdict(-0.05, -0.01, 5) == WORSE
     assert verdict(-0.01, 0.09, 5) == UNCLEAR        # mean may be well above 0: still unclear
     assert verdict(0.01, 0.05, 1) == UNCLEAR         # one pair is no evidence
+    assert verdict(0.01, 0.05, 2) == UNCLEAR         # two: the bootstrap is the two values
 
 
 def test_strategy_verdict_pairs_by_seed():
