@@ -18,8 +18,8 @@ difference to random with its bootstrap 95 % interval and the verdict read from 
 saved to reach random's final mIoU) and ``comparison.png`` (mean +- std learning curve per
 strategy). ``compare.variants`` runs one strategy under several labels (e.g. entropy with and
 without the diversity stage). ``compare.draws`` trains every strategy x seed several times
-(``train.seed_offset`` + d): runs are deterministic on one machine, so training noise is only
-measured, and averaged out of the paired differences, that way.
+(``train.seed_offset`` + 1000 d): runs are deterministic on one machine, so training noise is
+only measured, and averaged out of the paired differences, that way.
 """
 from __future__ import annotations
 
@@ -213,7 +213,8 @@ def run_comparison(config: RayalConfig, *, progress: bool = True, finished_only:
         return {"table": write_comparison(config, done, summaries), "summaries": summaries,
                 "skipped": len(done), "output_dir": config.output_dir}
     configs = run_configs(config)   # validates every strategy's params and overrides up front
-    for run in configs[::len(config.compare.seeds)]:   # and each strategy's cold start
+    per_strategy = len(config.compare.seeds) * config.compare.draws
+    for run in configs[::per_strategy]:   # and each strategy's cold start
         check_initial(run)
     reference = config.model_copy(deep=True)   # the base setting, not a strategy's overrides
     reference.loop.reference_dir = configs[0].loop.reference_dir
