@@ -41,6 +41,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rayal.pipeline.study.report import run_curves, seed_summaries
 from rayal.pipeline.study.statistics import (MIN_PAIRS, label_saving, saving_interval,
                                              strategy_verdict, usable_curve)
 from rayal.train.metrics import aualc
@@ -105,13 +106,12 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
         elif run["aualc"] is None or math.isnan(run["aualc"]):
             print(f"paired_across: note: {name} has no AuALC (left out)", file=sys.stderr)
         else:
-            draws.setdefault(seed, []).append(run)
-    out = {seed: _seed_mean(runs) for seed, runs in draws.items()}
-    for seed in [s for s, run in out.items() if run is None]:
+            draws.setdefault(seed, []).append(dict(run, strategy=strategy, seed=seed))
+    for seed in [s for s, runs in draws.items() if len({len(r["curve"][0]) for r in runs}) > 1]:
         print(f"paired_across: note: {label} seed {seed}: its training draws have curves of "
               f"different lengths (left out)", file=sys.stderr)
-        del out[seed]
-    return Arm(label, path.resolve(), strategy, out)
+        del draws[seed]
+    return Arm(label, path.resolve(), strategy, _seed_means([r for runs in draws.values() for r in runs]))
 
 
 def _one_run(runs: list[dict], rounds: int | None) -> dict | None:
@@ -128,18 +128,17 @@ def _one_run(runs: list[dict], rounds: int | None) -> dict | None:
     return dict(run, aualc=aualc(x, y, runs[0]["full_miou"]), final_miou=y[-1])
 
 
-def _seed_mean(runs: list[dict]) -> dict | None:
-    """A seed's training draws (``compare.draws``) averaged, as ``verdicts.json`` does: AuALC,
-    final mIoU and the curve round by round; None when their curves differ in length."""
-    if len(runs) == 1:
-        return dict(runs[0], draws=runs)
-    if len({len(r["curve"][0]) for r in runs}) != 1:
-        return None
-    mean = lambda values: sum(values) / len(values)   # noqa: E731
-    x = [mean(v) for v in zip(*(r["curve"][0] for r in runs))]
-    y = [mean(v) for v in zip(*(r["curve"][1] for r in runs))]
-    return dict(runs[0], aualc=mean([r["aualc"] for r in runs]), curve=(x, y),
-                final_miou=mean([r["final_miou"] for r in runs]), draws=runs)
+def _seed_means(runs: list[dict]) -> dict[int, dict]:
+    """Runs (one strategy; a seed's training draws with curves of one length) -> {seed: run}, a
+    seed's draws averaged as ``verdicts.json`` averages them (:func:`seed_summaries`: AuALC and
+    final mIoU; :func:`run_curves`: the curve round by round); ``draws`` counts them."""
+    if not runs:
+        return {}
+    points = [{"strategy": r["strategy"], "seed": r["seed"], "round": i, "labelled_fraction": x,
+               "miou": y} for r in runs for i, (x, y) in enumerate(zip(*r["curve"]))]
+    curves = run_curves(points, runs[0]["strategy"])
+    return {m["seed"]: dict(m, curve=curves[m["seed"]])
+            for m in seed_summaries(runs, keys=("aualc", "final_miou"))}
 
 
 def check_pairable(a: Arm, b: Arm) -> list[int]:
@@ -169,7 +168,7 @@ def check_pairable(a: Arm, b: Arm) -> list[int]:
     if len(seeds) < MIN_PAIRS:
         print(f"paired_across: note: {len(seeds)} common seed(s), fewer than {MIN_PAIRS}: no "
               "interval to read, the verdict is 'not distinguishable'", file=sys.stderr)
-    draws_a, draws_b = ({len(r["draws"]) for r in arm.runs.values()} for arm in (a, b))
+    draws_a, draws_b = ({r["draws"] for r in arm.runs.values()} for arm in (a, b))
     if draws_a != draws_b:
         print(f"paired_across: note: {name_a} averages {sorted(draws_a)} training draw(s) per "
               f"seed, {name_b} {sorted(draws_b)}: their training noise differs", file=sys.stderr)

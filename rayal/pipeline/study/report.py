@@ -57,17 +57,17 @@ PAIRED_BASELINE = "random"
 SEED_MEANS = ("aualc", "final_miou", "budget_to_90", "budget_to_95", "seconds")
 
 
-def seed_summaries(summaries: list[dict]) -> list[dict]:
+def seed_summaries(summaries: list[dict], keys: tuple[str, ...] = SEED_MEANS) -> list[dict]:
     """One summary per strategy x seed: the seed's training draws (``compare.draws``) averaged
-    in :data:`SEED_MEANS` (a budget is None unless every draw reached it), with ``draws`` the
-    number averaged. Summaries without a ``draw`` are one draw each."""
+    in ``keys`` (a value is None unless every draw has one: a budget every draw reached), with
+    ``draws`` the number averaged. Summaries without a ``draw`` are one draw each."""
     groups: dict[tuple, list[dict]] = {}
     for s in summaries:
         groups.setdefault((s["strategy"], s["seed"]), []).append(s)
     out = []
     for runs in groups.values():
         merged = dict(runs[0], draws=len(runs))
-        for key in SEED_MEANS:
+        for key in keys:
             values = [r[key] for r in runs]
             merged[key] = None if any(v is None for v in values) else float(np.mean(values))
         out.append(merged)
