@@ -17,6 +17,8 @@ from rayal.config import RayalConfig
 from rayal.data import join_uri, write_bytes
 from rayal.pipeline.loop.reports import plot_learning_curves
 from rayal.pipeline.storage import read_parquet, save_plot, write_parquet
+from rayal.pipeline.study.statistics import (budget_interval, paired, paired_seeds,
+                                             saving_interval, strategy_verdict)
 
 TABLE_FILE, PARQUET_FILE, PLOT_FILE = "comparison.md", "comparison.parquet", "comparison.png"
 VERDICTS_FILE = "verdicts.json"
@@ -87,12 +89,12 @@ def training_noise(summaries: list[dict], strategy: str) -> float | None:
 
 def paired_differences(summaries: list[dict], strategy: str, baseline: str = PAIRED_BASELINE) -> list[float]:
     """AuALC(strategy) - AuALC(baseline) per seed both ran (same seed: same initial set and
-    reference), in seed order; [] for the baseline itself or when it was not run."""
+    reference), in seed order (:func:`~rayal.pipeline.study.statistics.paired`); [] for the
+    baseline itself or when it was not run."""
     if strategy == baseline:
         return []
-    base = {s["seed"]: s["aualc"] for s in summaries if s["strategy"] == baseline and s["aualc"] is not None}
-    own = {s["seed"]: s["aualc"] for s in summaries if s["strategy"] == strategy and s["aualc"] is not None}
-    return [own[k] - base[k] for k in sorted(set(own) & set(base))]
+    by = lambda name: {s["seed"]: s["aualc"] for s in summaries if s["strategy"] == name}  # noqa: E731
+    return paired(by(strategy), by(baseline))[1]
 
 
 def strategy_stats(config: RayalConfig, summaries: list[dict]) -> list[dict]:
@@ -224,9 +226,6 @@ def strategy_verdicts(config: RayalConfig, summaries: list[dict],
     :func:`~rayal.pipeline.study.statistics.saving_interval`). A seed's training draws are
     averaged before it is paired; with ``compare.draws`` > 1 every entry adds ``draws`` and
     ``training_noise_sd`` (:func:`training_noise`)."""
-    from rayal.pipeline.study.statistics import (budget_interval, paired_seeds, saving_interval,
-                                                 strategy_verdict)
-
     per_seed = seed_summaries(summaries)
     by = lambda name, key: {s["seed"]: s[key] for s in per_seed if s["strategy"] == name}  # noqa: E731
     out = {}
