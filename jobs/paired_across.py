@@ -97,9 +97,11 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
         draw = (labels.index(r["strategy"]), r.get("draw") or 0)
         by_run.setdefault((r["seed"], draw), []).append(r)
     draws: dict[int, list[dict]] = {}
+    several = {seed for seed, draw in by_run if any(draw)}   # seeds with more than one run
     for (seed, draw), runs in by_run.items():
         run = _one_run(runs, rounds)
-        name = f"{label} seed {seed}" + (f" draw {draw}" if any(draw) else "")
+        name = f"{label} seed {seed}" + (
+            f" ({labels[draw[0]]} draw {draw[1]})" if seed in several else "")
         if run is None:
             print(f"paired_across: note: {name} ends at round {runs[-1]['round']}, before "
                   f"--rounds {rounds} (left out)", file=sys.stderr)

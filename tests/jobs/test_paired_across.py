@@ -135,6 +135,15 @@ def test_training_draws_are_averaged_per_seed_as_verdicts_json_does(tmp_path: Pa
     assert entry["paired_aualc_mean"] == pytest.approx(np.mean([0.05, -0.05, 0.15]))
     assert entry["seeds"] == 3 and entry["seeds_above"] == 2
     assert "seed 1: -0.0500   final mIoU 0.175 vs 0.200" in done.stdout
+    # a draw without an AuALC is left out by name, and its seed keeps the other draw
+    broken = [dict(r, aualc=None) if r["seed"] == 2 and r.get("draw") == 0 else r
+              for r in pq.read_table(folder / "comparison.parquet").to_pylist()]
+    pq.write_table(pa.Table.from_pylist(broken), folder / "comparison.parquet")
+    done = _run(f"{folder}:entropy", f"{base}:random")
+    assert done.returncode == 0, done.stderr
+    assert "seed 2 (entropy draw 0) has no AuALC (left out)" in done.stderr
+    assert "seed 2: +0.1000" in done.stdout          # draw 1 alone: 0.50 against 0.40
+    assert "averages [1, 2] training draw(s) per seed" in done.stderr   # base: [1]
 
 
 def test_labels_joined_with_plus_are_training_draws_of_one_strategy(tmp_path: Path):
