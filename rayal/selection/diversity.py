@@ -28,8 +28,9 @@ cluster budgets of Cai et al. / MADBAL):
     a regular expression over ``frame_id`` whose group ``seq`` (else group 1, else the whole
     match) names the sequence, and optional group ``index`` a frame number; at most
     ``per_sequence`` units are taken per window of ``sequence_window`` consecutive indices of
-    one sequence (the whole sequence without an ``index`` group or window). ``"frame"``
-    groups by frame id (at most ``per_sequence`` regions per frame).
+    one sequence (the whole sequence without an ``index`` group or window) in one round; units
+    labelled in earlier rounds do not count against the cap. ``"frame"`` groups by frame id
+    (at most ``per_sequence`` regions per frame).
 
 Units skipped by a filter are replaced by the next candidate in the stage's order; when the
 filters leave fewer than B, ``n_candidates`` doubles until B are found or the strategy has
