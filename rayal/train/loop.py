@@ -5,9 +5,9 @@ initialised), Adam steps on cross-entropy with the ignore index excluded, an EMA
 of the weights, validation mIoU of the EMA weights, a checkpoint, and early stopping once
 ``patience`` epochs bring no gain. ``train.select_epoch`` says which epoch ``best.pt`` keeps:
 the best on validation, or the last of a fixed schedule. ``last.pt`` holds everything needed
-to resume after a crash; ``best.pt`` is a rayal checkpoint of the kept epoch's EMA weights (what ``rayal score`` loads);
-``loop_state.json`` repeats the loop state alone, so the caller reads it back without the
-weights. The checkpoint directory is a local path or an ``s3://`` / ``gs://`` URI.
+to resume after a crash; ``best.pt`` is a rayal checkpoint of the kept epoch's EMA weights
+(what ``rayal score`` loads); ``loop_state.json`` repeats the loop state alone, so the caller
+reads it back without the weights. The checkpoint directory is a local path or an ``s3://`` / ``gs://`` URI.
 """
 from __future__ import annotations
 
