@@ -10,9 +10,10 @@ initial labelled set in both (given the same pool and unit), of which the tables
 that round 0's labelled fraction agrees. The first strategy's AuALC minus
 the second's, per seed, is printed with the entry ``rayal compare`` writes to ``verdicts.json``
 (:func:`rayal.pipeline.study.statistics.strategy_verdict`: the mean, its percentile-bootstrap
-95 % interval, seeds above, verdict, the verdict naming the baseline strategy, and
-``against``), the final mIoU of both, and the labels the first saves to reach the second's
-final mIoU (``match_baseline``: :func:`rayal.pipeline.study.statistics.saving_interval`).
+95 % interval, seeds above, verdict, the verdict naming the baseline strategy; plus
+``against``, the baseline's DIR:STRATEGY), the final mIoU of both, and the labels the first
+saves to reach the second's final mIoU (``match_baseline``:
+:func:`rayal.pipeline.study.statistics.saving_interval`).
 Seeds in one run only, or without an AuALC, are left out with a note on stderr. A comparison
 run with ``compare.draws`` > 1 holds several training draws per seed: they are averaged per
 seed (AuALC, final mIoU, the curve round by round) before pairing, as ``verdicts.json`` does.
@@ -151,6 +152,10 @@ def check_pairable(a: Arm, b: Arm) -> list[int]:
         raise SystemExit(f"paired_across: error: {name_a} and {name_b} share the runs of "
                          f"{sorted(shared)}: a strategy compared with itself")
     seeds = sorted(set(ra) & set(rb))
+    for arm in (a, b):
+        if not arm.runs:
+            raise SystemExit(f"paired_across: error: {arm.label} has no run to pair (every one "
+                             f"was left out: see the notes above)")
     if not seeds:
         raise SystemExit(f"paired_across: error: {name_a} and {name_b} share no seed "
                          f"({sorted(ra)} vs {sorted(rb)})")

@@ -112,6 +112,8 @@ def test_rounds_judges_the_curves_up_to_round_n(tmp_path: Path):
     assert saved["mean"] == pytest.approx(((1 - 0.02 / 0.045) + (1 - 0.045 / 0.045)) / 2)
     assert "AuALC (rounds 0-1) per seed" in done.stdout
     assert "random seed 2 ends at round 0, before --rounds 1 (left out)" in done.stderr
+    beyond = _run(f"{own}:entropy", f"{base}:random", "--rounds", "5")   # runs end at round 2
+    assert beyond.returncode != 0 and "has no run to pair (every one was left out" in beyond.stderr
     for bad in ("0", "-1"):
         refused = _run(f"{own}:entropy", f"{base}:random", "--rounds", bad)
         assert refused.returncode == 2 and "needs rounds 0..N with N >= 1" in refused.stderr

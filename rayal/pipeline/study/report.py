@@ -171,7 +171,8 @@ def ceiling_warning(summaries: list[dict]) -> list[str]:
     best = max(s["final_miou"] for s in above)
     return ["", f"WARNING: {len(above)} of {len(summaries)} runs end above the full-supervision "
             f"reference ({best:.4f} > {above[0]['full_miou']:.4f}): it is not a ceiling; train it "
-            f"longer (loop.reference_factor or loop.reference_epochs) and rerun the comparison "
+            f"longer (loop.reference_factor or loop.reference_epochs, with a new loop.reference_dir "
+            f"or the old reference folder removed) and rerun the comparison "
             f"(finished runs are read back and measured against the new reference)"]
 
 
