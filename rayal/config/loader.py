@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from rayal.config.sections import RayalConfig
-from rayal.errors import ConfigError   # a RayalError and a ValueError; re-exported here
+from rayal.errors import ConfigError, RayalWarning   # ConfigError: re-exported here
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -81,7 +81,7 @@ def _names_follow_num_classes(raw: dict, merged: dict, overrides: Iterable[str])
     if ("data.num_classes" in keys and "data.class_names" not in keys and names is not None
             and n is not None and len(names) != n and (raw.get("data") or {}).get("class_names") == names):
         warnings.warn(f"data.class_names ({len(names)} names in the config) dropped: "
-                      f"data.num_classes was set to {n}", UserWarning, stacklevel=3)
+                      f"data.num_classes was set to {n}", RayalWarning, stacklevel=3)
         data["class_names"] = None
 
 

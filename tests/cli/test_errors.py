@@ -91,6 +91,17 @@ def test_compare_params_of_a_dropped_strategy_warn_and_are_ignored(tmp_path):
     assert "selection.budget" in one_error(err, "run")
 
 
+def test_class_names_dropped_by_a_num_classes_override_warn_in_one_line(tmp_path):
+    path = write_config(tmp_path, data={"num_classes": 3, "class_names": ["a", "b", "c"]})
+    code, err = rayal(tmp_path, "run", path, "--set", "data.num_classes=2",
+                      "--set", "selection.budget=-1")
+    assert code == 2
+    warning = [line for line in err.splitlines() if ": warning: " in line]
+    assert warning == ["rayal run: warning: data.class_names (3 names in the config) dropped: "
+                       "data.num_classes was set to 2"], err
+    assert "config_from_dict" not in err   # no source line under the warning
+
+
 def test_pool_select_refuses_a_unit_other_than_the_pools(tmp_path):
     path = write_config(tmp_path, data={"num_classes": 8})
     code, err = rayal(tmp_path, "pool", "select", path, "--round", "1", "--score-dir", "nowhere",
