@@ -30,7 +30,15 @@ cluster budgets of Cai et al. / MADBAL):
     ``per_sequence`` units are taken per window of ``sequence_window`` consecutive indices of
     one sequence (the whole sequence without an ``index`` group or window) in one round; units
     labelled in earlier rounds do not count against the cap. ``"frame"`` groups by frame id
-    (at most ``per_sequence`` regions per frame).
+    (at most ``per_sequence`` regions per frame). ``per_sequence: proportional`` caps each
+    window at its share of the pool instead, counting the units already labelled or queued:
+    a window holding f_w of the pool's F frames takes a pick only while its labelled, queued
+    and picked units number fewer than ``ceil(f_w / F * (T + B))``, T the units (of this
+    level) labelled or queued before the round. The labelled set then covers the sequences
+    like a uniform sample does, while the picks within a window follow the strategy's order
+    (a proportional allocation over windows as strata; the caps sum to at least T + B, so B
+    can always be filled). It reads the window of every pool frame once per round: one regex
+    match per frame (about 1 s per million frames).
 
 Units skipped by a filter are replaced by the next candidate in the stage's order; when the
 filters leave fewer than B, ``n_candidates`` doubles until B are found or the strategy has
@@ -42,6 +50,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from typing import Callable
 
 import numpy as np
 
@@ -158,7 +167,7 @@ class Diverse(Strategy):
     diversity: one of :data:`MODES`. n_candidates: candidates to draw (default 4 x B; ``"all"``:
     every unit the strategy ranks). cluster_mass: ``score`` | ``size`` (``cluster_budget``).
     dedup_threshold: cosine similarity in (0, 1] or None. sequence_key: regex, ``"frame"``
-    or None; per_sequence >= 1; sequence_window >= 1 or None. n_clusters: k of
+    or None; per_sequence >= 1 or ``"proportional"``; sequence_window >= 1 or None. n_clusters: k of
     ``cluster_budget`` (default 9, MADBAL's).
     Raises ValueError naming the parameter for bad values, and naming
     ``scoring.embeddings`` when the embeddings it needs are missing.
@@ -166,7 +175,7 @@ class Diverse(Strategy):
 
     def __init__(self, inner: Strategy, diversity: str = "none", n_candidates: int | None = None,
                  dedup_threshold: float | None = None, sequence_key: str | None = None,
-                 per_sequence: int = 1, sequence_window: int | None = None, n_clusters: int = 9,
+                 per_sequence: int | str = 1, sequence_window: int | None = None, n_clusters: int = 9,
                  cluster_mass: str = "score"):
         check_choice("diversity", diversity, MODES)
         check_choice("cluster_mass", cluster_mass, ("score", "size"))
@@ -176,7 +185,11 @@ class Diverse(Strategy):
             check_range("dedup_threshold", dedup_threshold, 0.0, 1.0)
             if dedup_threshold <= 0:
                 raise ValueError(f"dedup_threshold must be in (0, 1], got {dedup_threshold!r}")
-        check_range("per_sequence", per_sequence, 1, integer=True)
+        if per_sequence != "proportional":
+            if isinstance(per_sequence, str):
+                raise ValueError(f"per_sequence must be an integer >= 1 or 'proportional', "
+                                 f"got {per_sequence!r}")
+            check_range("per_sequence", per_sequence, 1, integer=True)
         if sequence_window is not None:
             check_range("sequence_window", sequence_window, 1, integer=True)
         check_range("n_clusters", n_clusters, 1, integer=True)
@@ -256,6 +269,23 @@ class Diverse(Strategy):
             return cluster_order(labels, rank, budgets), notes, labels.astype(np.int32)
         return rank, [f"rank {i}" for i in rank], None
 
+    def _window_caps(self, pool: PoolView, n: int) -> tuple[dict, Callable[[tuple], int]]:
+        """({window: units already counted against it}, window -> cap) for a round of n."""
+        if self.per_sequence != "proportional":
+            return {}, lambda window: self.per_sequence
+        frame_window = [self.sequence(f) for f in pool.frame_ids.to_pylist()]
+        frames = {}
+        for window in frame_window:
+            frames[window] = frames.get(window, 0) + 1
+        keys = pool.keys[np.isin(pool.status, (LABELED, QUEUED))]
+        frame, region = split_keys(keys)
+        frame = frame[(region == -1) if self.unit == "image" else (region >= 0)]
+        taken = {}
+        for i in frame.tolist():
+            taken[frame_window[i]] = taken.get(frame_window[i], 0) + 1
+        total, pool_frames = len(frame) + n, max(len(frame_window), 1)
+        return taken, lambda window: -(-frames.get(window, 0) * total // pool_frames)
+
     def _pick(self, cand: Query, tables: ScoreTables, pool: PoolView, n: int, seed: int):
         if len(cand) == 0:
             return np.zeros(0, np.int64), [], np.zeros(0, np.int32), {}
@@ -268,7 +298,8 @@ class Diverse(Strategy):
         order, notes, labels = self._order(x if x is not None else np.zeros((len(cand), 0)),
                                            centres if centres is not None else np.zeros((0, 0)),
                                            np.asarray(cand.score, np.float64), n, seed)
-        kept, windows = [], {}
+        windows, cap = self._window_caps(pool, n) if self.sequence is not None else ({}, None)
+        kept = []
         dup = seq = 0
         near = centres if (self.dedup_threshold is not None and centres is not None) else None
         for i in order:
@@ -281,7 +312,7 @@ class Diverse(Strategy):
                     continue
             if self.sequence is not None:
                 window = self.sequence(str(cand.frame_id[i]))
-                if windows.get(window, 0) >= self.per_sequence:
+                if windows.get(window, 0) >= cap(window):
                     seq += 1
                     continue
                 windows[window] = windows.get(window, 0) + 1

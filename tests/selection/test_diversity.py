@@ -83,6 +83,67 @@ def test_sequence_key_caps_units_per_window():
     assert list(whole.frame_id) == ["seqA_000", "seqA_001", "seqB_000", "seqB_001"]
 
 
+SEQ_KEY = r"^(?P<seq>[^_]+)_(?P<index>\d+)"
+
+
+def video_pool():
+    """Sequence A: 12 frames, all scoring above sequence B's 4 frames (windows of 4 frames:
+    A holds 3 windows, B 1; the pool 16 frames)."""
+    ids = [f"seqA_{i:03d}" for i in range(12)] + [f"seqB_{i:03d}" for i in range(4)]
+    score = np.concatenate([np.linspace(1.0, 0.6, 12), np.linspace(0.5, 0.4, 4)])
+    return ids, ScoreTables(frames=pa.table({"frame_id": ids, "entropy_mean": score}))
+
+
+def proportional(**extra):
+    return get_strategy("entropy", sequence_key=SEQ_KEY, sequence_window=4, per_sequence="proportional",
+                        **extra)
+
+
+def test_proportional_cap_counts_the_labelled_set():
+    ids, tables = video_pool()
+    # seqA_004, seqA_005 labelled (window A1); B = 4 -> each 4-frame window may hold
+    # ceil(4 / 16 * (2 + 4)) = 2 units: A0 takes 2, A1 is full, A2 takes 2
+    pool = PoolView.from_statuses(ids, {("seqA_004", -1): LABELED, ("seqA_005", -1): LABELED})
+    q = proportional().select(tables, pool, Budget(units=4), seed=0)
+    assert list(q.frame_id) == ["seqA_000", "seqA_001", "seqA_008", "seqA_009"]
+    assert q.extras["skipped_sequence"] == 4      # seqA_002, 003, 006, 007
+    # a per-round cap of 2 ignores the labelled frames and fills window A1 up to 4
+    per_round = get_strategy("entropy", sequence_key=SEQ_KEY, sequence_window=4, per_sequence=2)
+    assert list(per_round.select(tables, pool, Budget(units=4), seed=0).frame_id) == [
+        "seqA_000", "seqA_001", "seqA_006", "seqA_007"]
+    # window A0 all labelled, B = 8: caps ceil(4 / 16 * 12) = 3; A1 and A2 take 3 each and
+    # B0 (never uncertain enough for plain top-B) the other 2
+    pool = PoolView.from_statuses(ids, {(f"seqA_{i:03d}", -1): LABELED for i in range(4)})
+    q = proportional().select(tables, pool, Budget(units=8), seed=0)
+    assert len(q) == 8 and [f for f in q.frame_id if f.startswith("seqB")] == ["seqB_000", "seqB_001"]
+
+
+def test_proportional_cap_is_never_exceeded_and_fills_the_budget():
+    rng = np.random.default_rng(7)
+    sizes = {"s0": 40, "s1": 25, "s2": 10, "s3": 5}
+    ids = [f"{s}_{i:04d}" for s, k in sizes.items() for i in range(k)]
+    tables = ScoreTables(frames=pa.table({"frame_id": ids, "entropy_mean": rng.random(len(ids))}))
+    window = {f: (f[:2], int(f[3:]) // 4) for f in ids}
+    frames = {}
+    for w in window.values():
+        frames[w] = frames.get(w, 0) + 1
+    labelled = set(rng.choice(ids, 12, replace=False))
+    for round_ in range(4):
+        pool = PoolView.from_statuses(ids, {(f, -1): LABELED for f in labelled})
+        q = proportional().select(tables, pool, Budget(units=6), seed=round_)
+        assert len(q) == 6 and not labelled & set(q.frame_id)
+        before = len(labelled)
+        held = {}
+        for f in labelled | set(q.frame_id):
+            held[window[f]] = held.get(window[f], 0) + 1
+        picked_in = {window[f] for f in q.frame_id}
+        for w in picked_in:   # a window that took a pick holds at most its proportional share
+            assert held[w] <= -(-frames[w] * (before + 6) // len(ids))
+        labelled |= set(q.frame_id)
+    again = proportional().select(tables, pool, Budget(units=6), seed=3)
+    assert list(again.frame_id) == list(q.frame_id)
+
+
 def test_deterministic_under_a_seed_and_seed_matters_for_kmeans():
     rng = np.random.default_rng(0)
     ids = [f"f{i:03d}" for i in range(60)]
@@ -126,6 +187,8 @@ def test_bad_parameters_are_named():
         get_strategy("entropy", dedup_threshold=1.5)
     with pytest.raises(ValueError, match="sequence_key"):
         get_strategy("entropy", sequence_key="(")
+    with pytest.raises(ValueError, match="per_sequence.*proportional"):
+        get_strategy("entropy", sequence_key="x", per_sequence="share")
 
 
 def test_helpers_by_hand():
