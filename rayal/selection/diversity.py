@@ -1,7 +1,8 @@
 """Batch diversity: one stage any score-based strategy runs through (pure numpy / sklearn).
 
 Top-B by uncertainty over a video pool takes runs of near-identical adjacent frames (on
-CamVid, entropy took 39 of 49 frames of one round from one dusk sequence). This stage takes
+CamVid, in a round of 49 frames of an earlier protocol, entropy took 39 from one dusk
+sequence). This stage takes
 the strategy's top ``n_candidates`` (its own ranking: entropy, margin, BALD, Area
 Disagreement, OREAL's class-budgeted order, ...) and picks the budget B among them spread in
 embedding space, skipping near-duplicates (DESIGN.md, "Batch diversity"; the two-stage
@@ -25,32 +26,30 @@ cluster budgets of Cai et al. / MADBAL):
     cosine similarity above which a candidate counts as a near-duplicate of a unit already
     picked this round or already labelled / queued, and is skipped.
 ``sequence_key`` / ``per_sequence`` / ``sequence_window``
-    a regular expression over ``frame_id`` whose group ``seq`` (else group 1, else the whole
-    match) names the sequence, and optional group ``index`` a frame number; at most
-    ``per_sequence`` units are taken per window of ``sequence_window`` consecutive indices of
-    one sequence (the whole sequence without an ``index`` group or window) in one round; units
-    labelled in earlier rounds do not count against the cap. ``"frame"`` groups by frame id
-    (at most ``per_sequence`` regions per frame). ``per_sequence: proportional`` caps each
-    window at its share of the pool instead, counting the units already labelled or queued:
-    a window holding f_w of the pool's F frames takes a pick only while its labelled, queued
-    and picked units number fewer than ``ceil(f_w / F * (T + B))``, T the units (of this
-    level) labelled or queued before the round. The labelled set then covers the sequences
-    like a uniform sample does, while the picks within a window follow the strategy's order
-    (a proportional allocation over windows as strata; the caps sum to at least T + B, so B
-    can always be filled). It reads the window of every pool frame once per round: one regex
-    match per frame (about 1 s per million frames).
+    a regular expression over ``frame_id`` naming each frame's video sequence and, with an
+    ``index`` group and a window, its window of ``sequence_window`` consecutive frame numbers
+    (:mod:`rayal.selection.sequence_cap`). ``per_sequence`` (default 1): at most that many
+    units per window in one round, units labelled earlier not counted (``"frame"``: at most
+    that many regions per frame); ``proportional``: a window takes a pick only while its
+    labelled, queued and picked units are fewer than its share of the pool's frames times
+    the labelled set after the round, so the labelled set covers the sequences as a uniform
+    sample does and the strategy's order chooses within each window. ``per_sequence`` and
+    ``sequence_window`` without ``sequence_key`` are refused.
 
 Units skipped by a filter are replaced by the next candidate in the stage's order; when the
 filters leave fewer than B, ``n_candidates`` doubles until B are found or the strategy has
-no more units. Needs the embeddings table (``scoring.embeddings: [frame]`` for images,
-``[region]`` for patches / superpixels) unless ``diversity`` is ``none`` and no
-``dedup_threshold`` is set. Memory: the candidates' and the labelled units' embeddings.
+no more units. Then an integer ``per_sequence`` or the duplicate filter may return fewer than
+B (they are hard limits); the proportional cap is a share, not a limit: when windows that
+cannot fill (quarantined, unscored or used-up frames) leave the round short, it takes the
+capped candidates in order up to B (``extras["sequence_cap_relaxed"]``).
+
+Needs the embeddings table (``scoring.embeddings: [frame]`` for images, ``[region]`` for
+patches / superpixels) unless ``diversity`` is ``none`` and no ``dedup_threshold`` is set.
+Memory: the candidates' and the labelled units' embeddings.
 """
 from __future__ import annotations
 
 import inspect
-import re
-from typing import Callable
 
 import numpy as np
 
@@ -58,6 +57,7 @@ from rayal.selection.base import (LABELED, QUEUED, Budget, PoolView, Query, Scor
                                   split_keys, unit_keys)
 from rayal.selection.common import check_choice, check_range, table_of, unit_budget
 from rayal.selection.embeddings import read_embeddings
+from rayal.selection.sequence_cap import PROPORTIONAL, SequenceKey, WindowCap
 
 MODES = ("none", "kcenter", "kmeans", "cluster_budget")
 PARAMS = ("diversity", "n_candidates", "dedup_threshold", "sequence_key", "per_sequence",
@@ -74,34 +74,20 @@ def split_diversity_params(params: dict, cls: type) -> tuple[dict, dict]:
 
 
 def wants_diversity(params: dict) -> bool:
-    """True when the diversity params ask for anything beyond the strategy's own order."""
+    """True when the diversity params ask for anything beyond the strategy's own order.
+
+    Raises ValueError naming a parameter that does nothing without another one
+    (``per_sequence`` / ``sequence_window`` without ``sequence_key``; ``n_clusters`` /
+    ``cluster_mass`` without ``diversity: cluster_budget``)."""
+    orphans = [(name, "sequence_key") for name in ("per_sequence", "sequence_window")
+               if name in params and not params.get("sequence_key")]
+    orphans += [(name, "diversity: cluster_budget") for name in ("n_clusters", "cluster_mass")
+                if name in params and params.get("diversity") != "cluster_budget"]
+    if orphans:
+        name, wanted = orphans[0]
+        raise ValueError(f"{name} does nothing without {wanted}: set that too, or drop {name}")
     return (params.get("diversity", "none") != "none" or params.get("dedup_threshold") is not None
             or params.get("sequence_key") is not None)
-
-
-class SequenceKey:
-    """frame_id -> sequence window id, from a regex (see the module docstring)."""
-
-    def __init__(self, pattern: str, window: int | None):
-        self.by_frame = pattern == "frame"
-        try:
-            self.regex = None if self.by_frame else re.compile(pattern)
-        except re.error as err:
-            raise ValueError(f"sequence_key is not a valid regular expression ({err}): {pattern!r}")
-        self.window = window
-
-    def __call__(self, frame_id: str) -> tuple:
-        if self.by_frame:
-            return (frame_id,)
-        m = self.regex.search(frame_id)
-        if m is None:
-            return (frame_id,)   # no sequence recognised: the frame is its own sequence
-        groups = m.groupdict()
-        seq = groups.get("seq") or (m.group(1) if m.re.groups else m.group(0))
-        index = groups.get("index")
-        if self.window and index is not None and index.isdigit():
-            return (seq, int(index) // self.window)
-        return (seq,)
 
 
 def kcenter_order(x: np.ndarray, centres: np.ndarray, score_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +171,7 @@ class Diverse(Strategy):
             check_range("dedup_threshold", dedup_threshold, 0.0, 1.0)
             if dedup_threshold <= 0:
                 raise ValueError(f"dedup_threshold must be in (0, 1], got {dedup_threshold!r}")
-        if per_sequence != "proportional":
+        if per_sequence != PROPORTIONAL:
             if isinstance(per_sequence, str):
                 raise ValueError(f"per_sequence must be an integer >= 1 or 'proportional', "
                                  f"got {per_sequence!r}")
@@ -196,7 +182,7 @@ class Diverse(Strategy):
         self.inner, self.diversity, self.n_candidates = inner, diversity, n_candidates
         self.dedup_threshold, self.per_sequence, self.n_clusters = dedup_threshold, per_sequence, n_clusters
         self.cluster_mass = cluster_mass
-        self.sequence = SequenceKey(sequence_key, sequence_window) if sequence_key else None
+        self.sequence = SequenceKey(sequence_key, sequence_window) if sequence_key is not None else None
         self.level, self.unit = inner.level, getattr(inner, "unit", "image")
         self.supports_cost = False
 
@@ -213,7 +199,8 @@ class Diverse(Strategy):
              else max(self.n_candidates or 4 * n, n))
         while True:
             cand = self.inner.select(tables, pool, Budget(units=m), seed)
-            picked, notes, cluster, skipped = self._pick(cand, tables, pool, n, seed)
+            picked, notes, cluster, skipped = self._pick(cand, tables, pool, n, seed,
+                                                         exhausted=len(cand) < m)
             if len(picked) >= n or len(cand) < m:
                 break
             m *= 2   # the filters ate too many: draw more candidates
@@ -269,24 +256,8 @@ class Diverse(Strategy):
             return cluster_order(labels, rank, budgets), notes, labels.astype(np.int32)
         return rank, [f"rank {i}" for i in rank], None
 
-    def _window_caps(self, pool: PoolView, n: int) -> tuple[dict, Callable[[tuple], int]]:
-        """({window: units already counted against it}, window -> cap) for a round of n."""
-        if self.per_sequence != "proportional":
-            return {}, lambda window: self.per_sequence
-        frame_window = [self.sequence(f) for f in pool.frame_ids.to_pylist()]
-        frames = {}
-        for window in frame_window:
-            frames[window] = frames.get(window, 0) + 1
-        keys = pool.keys[np.isin(pool.status, (LABELED, QUEUED))]
-        frame, region = split_keys(keys)
-        frame = frame[(region == -1) if self.unit == "image" else (region >= 0)]
-        taken = {}
-        for i in frame.tolist():
-            taken[frame_window[i]] = taken.get(frame_window[i], 0) + 1
-        total, pool_frames = len(frame) + n, max(len(frame_window), 1)
-        return taken, lambda window: -(-frames.get(window, 0) * total // pool_frames)
-
-    def _pick(self, cand: Query, tables: ScoreTables, pool: PoolView, n: int, seed: int):
+    def _pick(self, cand: Query, tables: ScoreTables, pool: PoolView, n: int, seed: int,
+              exhausted: bool = False):
         if len(cand) == 0:
             return np.zeros(0, np.int64), [], np.zeros(0, np.int32), {}
         x = centres = None
@@ -298,25 +269,41 @@ class Diverse(Strategy):
         order, notes, labels = self._order(x if x is not None else np.zeros((len(cand), 0)),
                                            centres if centres is not None else np.zeros((0, 0)),
                                            np.asarray(cand.score, np.float64), n, seed)
-        windows, cap = self._window_caps(pool, n) if self.sequence is not None else ({}, None)
-        kept = []
-        dup = seq = 0
+        caps = (WindowCap(self.sequence, self.per_sequence, pool, self.unit, n)
+                if self.sequence is not None else None)
         near = centres if (self.dedup_threshold is not None and centres is not None) else None
+        kept, capped, dup = [], [], 0
         for i in order:
             if len(kept) == n:
                 break
-            if self.dedup_threshold is not None:
-                ref = np.concatenate([near, x[kept]]) if kept else near
-                if len(ref) and float((ref @ x[i]).max()) > self.dedup_threshold:
-                    dup += 1
+            if self._duplicate(x, near, kept, i):
+                dup += 1
+                continue
+            if caps is not None:
+                window = caps.window(str(cand.frame_id[i]))
+                if not caps.allows(window):
+                    capped.append(int(i))
                     continue
-            if self.sequence is not None:
-                window = self.sequence(str(cand.frame_id[i]))
-                if windows.get(window, 0) >= cap(window):
-                    seq += 1
-                    continue
-                windows[window] = windows.get(window, 0) + 1
+                caps.take(window)
             kept.append(int(i))
+        skipped = {"skipped_duplicates": dup, "skipped_sequence": len(capped)}
+        if caps is not None:
+            caps.check_matches()
+            if self.per_sequence == PROPORTIONAL:   # a share, not a limit: fill B when it can
+                before = len(kept)
+                for i in capped if exhausted else []:
+                    if len(kept) == n:
+                        break
+                    if not self._duplicate(x, near, kept, i):
+                        kept.append(i)
+                skipped["sequence_cap_relaxed"] = len(kept) - before
         kept = np.asarray(kept, np.int64)
         cluster = labels[kept] if labels is not None else cand.cluster[kept]
-        return kept, [notes[i] for i in kept], cluster, {"skipped_duplicates": dup, "skipped_sequence": seq}
+        return kept, [notes[i] for i in kept], cluster, skipped
+
+    def _duplicate(self, x: np.ndarray | None, near: np.ndarray | None, kept: list, i: int) -> bool:
+        """Whether candidate row i is above ``dedup_threshold`` to a kept or a taken unit."""
+        if self.dedup_threshold is None:
+            return False
+        ref = np.concatenate([near, x[kept]]) if kept else near
+        return bool(len(ref)) and float((ref @ x[i]).max()) > self.dedup_threshold

@@ -5,8 +5,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from rayal.selection import LABELED, Budget, PoolView, ScoreTables, get_strategy
-from rayal.selection.diversity import Diverse, SequenceKey, cluster_budgets, kcenter_order
+from rayal.errors import RayalWarning
+from rayal.selection import LABELED, QUARANTINED, Budget, PoolView, ScoreTables, get_strategy
+from rayal.selection.diversity import Diverse, cluster_budgets, kcenter_order
 
 
 def embeddings(ids, vectors, unit="frame", region_ids=None) -> pa.Table:
@@ -144,6 +145,39 @@ def test_proportional_cap_is_never_exceeded_and_fills_the_budget():
     assert list(again.frame_id) == list(q.frame_id)
 
 
+def test_proportional_cap_fills_the_budget_when_windows_cannot():
+    """A quarantined or unscored sequence still counts in no window's share of the round:
+    the cap gives way (in order) rather than leave the round short."""
+    ids = [f"seqA_{i:03d}" for i in range(20)] + [f"seqB_{i:03d}" for i in range(20)]
+    score = np.concatenate([np.full(20, 0.9), np.linspace(0.8, 0.1, 20)])
+    tables = ScoreTables(frames=pa.table({"frame_id": ids, "entropy_mean": score}))
+    pool = PoolView.from_statuses(ids, {(f"seqA_{i:03d}", -1): QUARANTINED for i in range(20)})
+    q = proportional().select(tables, pool, Budget(units=8), seed=0)
+    # quarantined frames leave the shares: seqB's windows hold the pool, ceil(4 / 20 * 8) = 2 each
+    assert list(q.frame_id) == [f"seqB_{i:03d}" for i in (0, 1, 4, 5, 8, 9, 12, 13)]
+    assert q.extras["sequence_cap_relaxed"] == 0
+    unscored = ScoreTables(frames=tables.frames.slice(20))
+    q = proportional().select(unscored, PoolView.fresh(ids), Budget(units=8), seed=0)
+    # caps ceil(4 / 40 * 8) = 1 a window: one frame from each of seqB's 5 windows, then the
+    # capped candidates in order, as the 5 windows of unscored seqA cannot take their share
+    assert list(q.frame_id) == ["seqB_000", "seqB_004", "seqB_008", "seqB_012", "seqB_016",
+                                "seqB_001", "seqB_002", "seqB_003"]
+    assert q.extras["sequence_cap_relaxed"] == 3
+    per_round = get_strategy("entropy", sequence_key=SEQ_KEY, sequence_window=4, per_sequence=1)
+    assert len(per_round.select(unscored, PoolView.fresh(ids), Budget(units=8), seed=0)) == 5  # a hard limit
+
+
+def test_sequence_key_that_misses_frame_ids_warns_or_refuses():
+    ids, tables = video_pool()
+    odd = ids + ["clip-7.png"]
+    tables = ScoreTables(frames=pa.table({"frame_id": odd, "entropy_mean": np.r_[np.linspace(1, 0.4, 16), 0.0]}))
+    with pytest.warns(RayalWarning, match=r"does not match 1 of 17 frame ids \(e.g. 'clip-7.png'\)"):
+        proportional().select(tables, PoolView.fresh(odd), Budget(units=4), seed=0)
+    with pytest.raises(ValueError, match="sequence_key.*matches none of the 16 frame ids"):
+        get_strategy("entropy", sequence_key=r"^(?P<seq>\w+)-(?P<index>\d+)", per_sequence="proportional",
+                     sequence_window=4).select(tables, PoolView.fresh(ids), Budget(units=4), seed=0)
+
+
 def test_deterministic_under_a_seed_and_seed_matters_for_kmeans():
     rng = np.random.default_rng(0)
     ids = [f"f{i:03d}" for i in range(60)]
@@ -189,11 +223,16 @@ def test_bad_parameters_are_named():
         get_strategy("entropy", sequence_key="(")
     with pytest.raises(ValueError, match="per_sequence.*proportional"):
         get_strategy("entropy", sequence_key="x", per_sequence="share")
+    for bad in (5, ""):
+        with pytest.raises(ValueError, match="sequence_key must be"):
+            get_strategy("entropy", sequence_key=bad)
+    with pytest.raises(ValueError, match="per_sequence does nothing without sequence_key"):
+        get_strategy("entropy", per_sequence="proportional", sequence_window=300)
+    with pytest.raises(ValueError, match="n_clusters does nothing without diversity: cluster_budget"):
+        get_strategy("entropy", diversity="kmeans", n_clusters=4)
 
 
 def test_helpers_by_hand():
-    assert SequenceKey(r"(?P<seq>\w+?)_(?P<index>\d+)", 10)("0001TP_006690") == ("0001TP", 669)
-    assert SequenceKey("frame", None)("x.png") == ("x.png",)
     assert list(cluster_budgets(np.array([3.0, 1.0]), np.array([10, 10]), 4)) == [3, 1]
     assert list(cluster_budgets(np.array([3.0, 1.0]), np.array([1, 10]), 4)) == [1, 3]
     x = np.array([[1, 0], [0.99, 0.141], [0, 1]], np.float32)

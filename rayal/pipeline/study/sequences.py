@@ -4,13 +4,13 @@ Top-B by uncertainty over a video pool can fill a round with neighbouring frames
 sequence. :func:`sequence_mix` measures it for one run: units picked per sequence against the
 sequence's share of the pool, and the share of picked frames whose previous or next pool frame
 of the same sequence (frame-id order) was picked too. Sequences come from a ``sequence_key``
-regex, as in the diversity stage (:class:`rayal.selection.diversity.SequenceKey`).
+regex, as in the diversity stage (:class:`rayal.selection.sequence_cap.SequenceKey`).
 """
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from rayal.selection.diversity import SequenceKey
+from rayal.selection.sequence_cap import SequenceKey
 
 # CamVid-style ids, "0016E5_08007": the sequence is what comes before the first underscore
 DEFAULT_SEQUENCE_KEY = r"^(?P<seq>[^_]+)_"
