@@ -73,16 +73,22 @@ def split_diversity_params(params: dict, cls: type) -> tuple[dict, dict]:
             {k: v for k, v in params.items() if k in ours})
 
 
+def orphan_params(params: dict) -> list[tuple[str, str]]:
+    """(name, what it needs) of each diversity parameter in ``params`` that does nothing
+    without another one: ``per_sequence`` / ``sequence_window`` without ``sequence_key``,
+    ``n_clusters`` / ``cluster_mass`` without ``diversity: cluster_budget``."""
+    out = [(name, "sequence_key") for name in ("per_sequence", "sequence_window")
+           if name in params and not params.get("sequence_key")]
+    return out + [(name, "diversity: cluster_budget") for name in ("n_clusters", "cluster_mass")
+                  if name in params and params.get("diversity") != "cluster_budget"]
+
+
 def wants_diversity(params: dict) -> bool:
     """True when the diversity params ask for anything beyond the strategy's own order.
 
     Raises ValueError naming a parameter that does nothing without another one
-    (``per_sequence`` / ``sequence_window`` without ``sequence_key``; ``n_clusters`` /
-    ``cluster_mass`` without ``diversity: cluster_budget``)."""
-    orphans = [(name, "sequence_key") for name in ("per_sequence", "sequence_window")
-               if name in params and not params.get("sequence_key")]
-    orphans += [(name, "diversity: cluster_budget") for name in ("n_clusters", "cluster_mass")
-                if name in params and params.get("diversity") != "cluster_budget"]
+    (:func:`orphan_params`)."""
+    orphans = orphan_params(params)
     if orphans:
         name, wanted = orphans[0]
         raise ValueError(f"{name} does nothing without {wanted}: set that too, or drop {name}")
@@ -199,11 +205,13 @@ class Diverse(Strategy):
              else max(self.n_candidates or 4 * n, n))
         while True:
             cand = self.inner.select(tables, pool, Budget(units=m), seed)
-            picked, notes, cluster, skipped = self._pick(cand, tables, pool, n, seed,
-                                                         exhausted=len(cand) < m)
+            picked, notes, cluster, skipped, caps = self._pick(cand, tables, pool, n, seed,
+                                                               exhausted=len(cand) < m)
             if len(picked) >= n or len(cand) < m:
                 break
             m *= 2   # the filters ate too many: draw more candidates
+        if caps is not None:
+            caps.check_matches()
         out = Query(frame_id=cand.frame_id[picked], unit=cand.unit[picked],
                     region_id=cand.region_id[picked], score=cand.score[picked],
                     reason=np.array([f"{r}; {note}" for r, note in zip(cand.reason[picked], notes)], object),
@@ -259,7 +267,7 @@ class Diverse(Strategy):
     def _pick(self, cand: Query, tables: ScoreTables, pool: PoolView, n: int, seed: int,
               exhausted: bool = False):
         if len(cand) == 0:
-            return np.zeros(0, np.int64), [], np.zeros(0, np.int32), {}
+            return np.zeros(0, np.int64), [], np.zeros(0, np.int32), {}, None
         x = centres = None
         if self.needs_embeddings:
             x = self._embeddings(tables, pool, self._keys(cand, pool))
@@ -288,7 +296,6 @@ class Diverse(Strategy):
             kept.append(int(i))
         skipped = {"skipped_duplicates": dup, "skipped_sequence": len(capped)}
         if caps is not None:
-            caps.check_matches()
             if self.per_sequence == PROPORTIONAL:   # a share, not a limit: fill B when it can
                 before = len(kept)
                 for i in capped if exhausted else []:
@@ -299,7 +306,7 @@ class Diverse(Strategy):
                 skipped["sequence_cap_relaxed"] = len(kept) - before
         kept = np.asarray(kept, np.int64)
         cluster = labels[kept] if labels is not None else cand.cluster[kept]
-        return kept, [notes[i] for i in kept], cluster, skipped
+        return kept, [notes[i] for i in kept], cluster, skipped, caps
 
     def _duplicate(self, x: np.ndarray | None, near: np.ndarray | None, kept: list, i: int) -> bool:
         """Whether candidate row i is above ``dedup_threshold`` to a kept or a taken unit."""

@@ -79,3 +79,15 @@ def get_strategy_info(name: str):
     """:class:`rayal.core.StrategyInfo` of ``name`` (built-in modules discovered first)."""
     _load_all()
     return strategy_info(name)
+
+
+def inert_params(name: str, params: dict) -> list[tuple[str, str]]:
+    """(parameter, what it needs) for each batch-diversity parameter in ``params`` that does
+    nothing for strategy ``name`` without another one (``n_clusters`` without ``diversity:
+    cluster_budget``; a name the strategy itself takes is its own, never inert);
+    :func:`get_strategy` refuses them."""
+    from rayal.selection.diversity import orphan_params, split_diversity_params
+
+    _load_all()
+    cls, _ = strategy_entry(name)
+    return orphan_params(split_diversity_params(params, cls)[1])

@@ -8,7 +8,7 @@ Its optional group ``index`` (digits) is the frame's number in the sequence: wit
 numbers, not frames: CamVid numbers its frames in steps of 30, so 300 is 10 frames). Without an
 ``index`` group or a window, a window is the whole sequence. ``"frame"`` makes every frame a
 window of its own. A frame id the regex does not match is a window of its own, and the stage
-warns how many did not match (it refuses a regex that matches none).
+warns how many did not match (the proportional cap refuses a regex that matches no pool frame).
 
 :class:`WindowCap` counts one round's picks per window against ``per_sequence``: an integer
 k (at most k picks a window in this round; units labelled earlier do not count), or
@@ -128,15 +128,19 @@ class WindowCap:
         self.held[window] += 1
 
     def check_matches(self) -> None:
-        """Warn (RayalWarning) when the regex left some frame ids unmatched; raise ValueError
-        naming ``sequence_key`` when it matched none of them."""
+        """Warn (RayalWarning) when the regex left frame ids unmatched. With the proportional
+        cap, which reads every pool frame, raise ValueError naming ``sequence_key`` when it
+        matched none of the pool; an integer cap sees only the candidates it looked at, and
+        only warns."""
         misses = [f for f, w in self._windows.items() if w is None]
         if not misses:
             return
         looked = len(self._windows)
-        if len(misses) == looked:
-            raise ValueError(f"sequence_key {self.key.pattern!r} matches none of the {looked} frame "
-                             f"ids it was tried on (e.g. {misses[0]!r}): no window can be capped")
-        warnings.warn(f"sequence_key {self.key.pattern!r} does not match {len(misses)} of {looked} "
-                      f"frame ids (e.g. {misses[0]!r}); each of them is a window of its own",
+        pool = self.per_sequence == PROPORTIONAL
+        where = f"{looked} pool frame ids" if pool else f"{looked} candidate frame ids looked at"
+        if pool and len(misses) == looked:
+            raise ValueError(f"sequence_key {self.key.pattern!r} matches none of the {where} "
+                             f"(e.g. {misses[0]!r}): no window can be capped")
+        warnings.warn(f"sequence_key {self.key.pattern!r} does not match {len(misses)} of the "
+                      f"{where} (e.g. {misses[0]!r}); each of them is a window of its own",
                       RayalWarning, stacklevel=3)

@@ -171,9 +171,15 @@ def test_sequence_key_that_misses_frame_ids_warns_or_refuses():
     ids, tables = video_pool()
     odd = ids + ["clip-7.png"]
     tables = ScoreTables(frames=pa.table({"frame_id": odd, "entropy_mean": np.r_[np.linspace(1, 0.4, 16), 0.0]}))
-    with pytest.warns(RayalWarning, match=r"does not match 1 of 17 frame ids \(e.g. 'clip-7.png'\)"):
+    with pytest.warns(RayalWarning, match=r"does not match 1 of the 17 pool frame ids \(e.g. 'clip-7.png'\)"):
         proportional().select(tables, PoolView.fresh(odd), Budget(units=4), seed=0)
-    with pytest.raises(ValueError, match="sequence_key.*matches none of the 16 frame ids"):
+    # an integer cap sees only the candidates it looked at: it warns, once, and never refuses
+    first = ScoreTables(frames=pa.table({"frame_id": odd, "entropy_mean": np.r_[np.linspace(0.5, 0.4, 16), 1.0]}))
+    integer = get_strategy("entropy", sequence_key=SEQ_KEY, sequence_window=4, per_sequence=1)
+    with pytest.warns(RayalWarning, match="1 of the 1 candidate frame ids looked at") as caught:
+        assert list(integer.select(first, PoolView.fresh(odd), Budget(units=1), seed=0).frame_id) == ["clip-7.png"]
+    assert len([w for w in caught if issubclass(w.category, RayalWarning)]) == 1
+    with pytest.raises(ValueError, match="sequence_key.*matches none of the 16 pool frame ids"):
         get_strategy("entropy", sequence_key=r"^(?P<seq>\w+)-(?P<index>\d+)", per_sequence="proportional",
                      sequence_window=4).select(tables, PoolView.fresh(ids), Budget(units=4), seed=0)
 

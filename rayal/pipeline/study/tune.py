@@ -37,6 +37,7 @@ from rayal.data.io import parent_uri
 from rayal.errors import RayalError
 from rayal.pipeline.runtime import check_same_config
 from rayal.pipeline.study.compare import strategy_raw
+from rayal.selection.registry import inert_params
 from rayal.pipeline.storage import absolute, read_json, read_parquet, save_plot, write_parquet
 from rayal.pipeline.loop.selection_params import (check_initial, check_strategy_params, selection_params,
                                                   strategy_takes)
@@ -55,7 +56,9 @@ def trial_config(base: RayalConfig, params: dict) -> tuple[RayalConfig, list[str
     """The base config with one trial's sampled ``params`` (dotted key -> value) applied.
 
     Returns it and the ``selection.params.*`` keys left out because the trial's strategy does
-    not take them (a conditional search space: ``aggregate`` means nothing to ``random``)."""
+    not take them (a conditional search space: ``aggregate`` means nothing to ``random``) or
+    because the trial's other values leave them inert (``n_clusters`` without ``diversity:
+    cluster_budget``: :func:`rayal.selection.registry.inert_params`)."""
     tc = base.tune
     strategy = params.get(STRATEGY_KEY, base.selection.strategy)
     raw = strategy_raw(base, strategy, tc.params, tc.overrides, "tune")
@@ -68,6 +71,10 @@ def trial_config(base: RayalConfig, params: dict) -> tuple[RayalConfig, list[str
             continue
         set_path(raw, key.split("."), value.item() if isinstance(value, np.generic) else value,
                  f"tune.search_space[{key!r}]")   # YAML-safe
+    for name, _ in inert_params(raw["selection"]["strategy"], raw["selection"]["params"]):
+        if PARAMS_PREFIX + name in params:   # sampled, but inert with this trial's other values
+            del raw["selection"]["params"][name]
+            inactive.append(PARAMS_PREFIX + name)
     config = config_from_dict(raw, source=f"tune trial {params}")
     check_strategy_params(strategy, selection_params(config), f"tune trial {params}", config)
     return config, inactive

@@ -118,6 +118,24 @@ def test_trial_config_applies_sampled_values(config_of, tmp_path):
     assert entropy.selection.params == {"aggregate": "max"} and inactive == []
 
 
+def test_diversity_params_inert_in_a_trial_are_left_out(config_of, tmp_path):
+    """n_clusters sampled beside diversity: it acts only with cluster_budget, so a trial with
+    kmeans leaves it out (listed inactive) instead of failing; probcover's own n_clusters stays."""
+    space = {"selection.params.diversity": {"choice": ["kmeans", "cluster_budget"]},
+             "selection.params.n_clusters": {"choice": [2, 3]}}
+    _, config = config_of(tmp_path, f"tune.search_space={json.dumps(space)}", "scoring.embeddings=[frame]")
+    validate_search_space(config)
+    kmeans, inactive = trial_config(config, {"selection.params.diversity": "kmeans",
+                                             "selection.params.n_clusters": 3})
+    assert kmeans.selection.params.get("n_clusters") is None and inactive == ["selection.params.n_clusters"]
+    budget, inactive = trial_config(config, {"selection.params.diversity": "cluster_budget",
+                                             "selection.params.n_clusters": 3})
+    assert budget.selection.params["n_clusters"] == 3 and inactive == []
+    probcover, inactive = trial_config(config, {"selection.strategy": "probcover",
+                                                "selection.params.n_clusters": 3})
+    assert probcover.selection.params["n_clusters"] == 3 and inactive == []
+
+
 def test_default_concurrency_leaves_room_for_nested_work(config_of, tmp_path):
     _, config = config_of(tmp_path)
     # per trial 0.25 + max(actor 0.5 + decode 0.25, no train workers (local mode)) = 1.0 CPU
