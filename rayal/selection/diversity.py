@@ -203,10 +203,13 @@ class Diverse(Strategy):
             return Query.empty()
         m = (max(tables.num_rows(table_of(self.unit)), n) if self.n_candidates == "all"
              else max(self.n_candidates or 4 * n, n))
+        # the pool's windows once a select (O(pool) for the proportional cap), not once a draw
+        caps = (WindowCap(self.sequence, self.per_sequence, pool, self.unit, n)
+                if self.sequence is not None else None)
         while True:
             cand = self.inner.select(tables, pool, Budget(units=m), seed)
-            picked, notes, cluster, skipped, caps = self._pick(cand, tables, pool, n, seed,
-                                                               exhausted=len(cand) < m)
+            picked, notes, cluster, skipped = self._pick(cand, tables, pool, n, seed, caps,
+                                                         exhausted=len(cand) < m)
             if len(picked) >= n or len(cand) < m:
                 break
             m *= 2   # the filters ate too many: draw more candidates
@@ -265,9 +268,9 @@ class Diverse(Strategy):
         return rank, [f"rank {i}" for i in rank], None
 
     def _pick(self, cand: Query, tables: ScoreTables, pool: PoolView, n: int, seed: int,
-              exhausted: bool = False):
+              base_caps: WindowCap | None = None, exhausted: bool = False):
         if len(cand) == 0:
-            return np.zeros(0, np.int64), [], np.zeros(0, np.int32), {}, None
+            return np.zeros(0, np.int64), [], np.zeros(0, np.int32), {}
         x = centres = None
         if self.needs_embeddings:
             x = self._embeddings(tables, pool, self._keys(cand, pool))
@@ -277,8 +280,7 @@ class Diverse(Strategy):
         order, notes, labels = self._order(x if x is not None else np.zeros((len(cand), 0)),
                                            centres if centres is not None else np.zeros((0, 0)),
                                            np.asarray(cand.score, np.float64), n, seed)
-        caps = (WindowCap(self.sequence, self.per_sequence, pool, self.unit, n)
-                if self.sequence is not None else None)
+        caps = base_caps.fresh() if base_caps is not None else None
         near = centres if (self.dedup_threshold is not None and centres is not None) else None
         kept, capped, dup = [], [], 0
         for i in order:
@@ -306,7 +308,7 @@ class Diverse(Strategy):
                 skipped["sequence_cap_relaxed"] = len(kept) - before
         kept = np.asarray(kept, np.int64)
         cluster = labels[kept] if labels is not None else cand.cluster[kept]
-        return kept, [notes[i] for i in kept], cluster, skipped, caps
+        return kept, [notes[i] for i in kept], cluster, skipped
 
     def _duplicate(self, x: np.ndarray | None, near: np.ndarray | None, kept: list, i: int) -> bool:
         """Whether candidate row i is above ``dedup_threshold`` to a kept or a taken unit."""

@@ -20,6 +20,7 @@ search per frame, about 4 s and 300 MB per million frames on one core.
 """
 from __future__ import annotations
 
+import copy
 import re
 import warnings
 from collections import Counter
@@ -108,6 +109,13 @@ class WindowCap:
         taken = frame[np.isin(pool.status, (LABELED, QUEUED)) & level]
         self.held = Counter(window[i] for i in taken.tolist())
         self.total, self.frames = len(taken) + n, max(len(ids) - len(out), 1)
+
+    def fresh(self) -> "WindowCap":
+        """A copy with this round's picks undone (the pool's counts and the window memo kept:
+        the memo is shared, so :meth:`check_matches` on either sees every frame looked at)."""
+        out = copy.copy(self)
+        out.held = Counter(self.held)
+        return out
 
     def window(self, frame_id: str) -> tuple:
         """The window of ``frame_id`` (memoised, so misses count each frame once)."""
