@@ -110,12 +110,42 @@ def versions() -> dict[str, str]:
     return out
 
 
+VERSIONS_FILE = "versions.json"
+
+
 def write_run_metadata(config: RayalConfig, output_dir: str) -> None:
-    """Resolved config + versions + seed into the run directory."""
+    """Resolved config, versions, seed and the numerical environment
+    (:func:`rayal.pipeline.environment.environment_record`) into the run directory. A run
+    resumed in another environment keeps the earlier ones (``earlier_environments``)."""
+    from rayal.pipeline.environment import environment_record
+
     makedirs(output_dir)
     write_bytes(join_uri(output_dir, "config.yaml"), dump_config(config).encode())
-    meta = {"seed": config.seed, "versions": versions()}
-    write_bytes(join_uri(output_dir, "versions.json"), json.dumps(meta, indent=2).encode())
+    meta = {"seed": config.seed, "versions": versions(), "environment": environment_record()}
+    before = _read_versions(output_dir)
+    earlier = before.get("earlier_environments", []) + [before.get("environment")]
+    earlier = [e for i, e in enumerate(earlier)
+               if e and e != meta["environment"] and e not in earlier[:i]]
+    if earlier:
+        meta["earlier_environments"] = earlier
+    write_bytes(join_uri(output_dir, VERSIONS_FILE), json.dumps(meta, indent=2).encode())
+
+
+def _read_versions(output_dir: str) -> dict:
+    path = join_uri(output_dir, VERSIONS_FILE)
+    return json.loads(read_bytes(path)) if exists(path) else {}
+
+
+def run_environment(output_dir: str) -> dict | None:
+    """The numerical environment a run directory recorded (None: none recorded, e.g. a run
+    made before runs recorded one); a run resumed across environments gives
+    ``{"segments": [each environment, oldest first]}``, which matches none of them."""
+    meta = _read_versions(output_dir)
+    if not meta.get("environment"):
+        return None
+    if meta.get("earlier_environments"):
+        return {"segments": meta["earlier_environments"] + [meta["environment"]]}
+    return meta["environment"]
 
 
 # sections that may differ between the run that started a directory and the one resuming it

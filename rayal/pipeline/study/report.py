@@ -1,5 +1,6 @@
 """What ``rayal compare`` writes from its runs: ``comparison.parquet`` (one row per strategy x
-seed x round), ``comparison.md`` (the table also printed), ``verdicts.json`` (per strategy: the
+seed x round), ``comparison.md`` (the table also printed), ``environments.json`` (the numerical environment
+of each run, :mod:`rayal.pipeline.environment`; a warning when they differ), ``verdicts.json`` (per strategy: the
 paired AuALC difference to random with its bootstrap 95 % interval and the verdict read from
 it, the labelled fraction to reach 90 / 95 % of the reference, and the labels saved to reach
 random's final mIoU; :mod:`rayal.pipeline.study.statistics`) and ``comparison.png`` (mean +-
@@ -9,28 +10,33 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pyarrow as pa
 
 from rayal.config import RayalConfig
+from rayal.errors import RayalWarning
 from rayal.data import join_uri, write_bytes
+from rayal.pipeline.environment import environment_key, mixed_environments, mixed_note
 from rayal.pipeline.loop.reports import plot_learning_curves
 from rayal.pipeline.storage import read_parquet, save_plot, write_parquet
 from rayal.pipeline.study.statistics import (budget_interval, paired, paired_seeds,
                                              saving_interval, strategy_verdict)
 
 TABLE_FILE, PARQUET_FILE, PLOT_FILE = "comparison.md", "comparison.parquet", "comparison.png"
-VERDICTS_FILE = "verdicts.json"
+VERDICTS_FILE, ENVIRONMENTS_FILE = "verdicts.json", "environments.json"
 
 
 def comparison_rows(configs: list[RayalConfig], summaries: list[dict]) -> list[dict]:
     """One row per run x round: the round's metrics plus the run's summary values; ``strategy``
     is the run's comparison label (``summary["strategy"]``)."""
     from rayal.pipeline.loop.experiment import ROUNDS_FILE
+    from rayal.pipeline.runtime import run_environment
 
     out = []
     for config, s in zip(configs, summaries):
+        environment = environment_key(run_environment(config.output_dir))
         for row in read_parquet(join_uri(config.output_dir, ROUNDS_FILE)).to_pylist():
             row = dict(row, round_strategy=row["strategy"], strategy=s["strategy"],
                        seed=config.seed, draw=s.get("draw", 0), run_dir=config.output_dir)
@@ -38,8 +44,30 @@ def comparison_rows(configs: list[RayalConfig], summaries: list[dict]) -> list[d
             out.append(dict(row, unit=s["unit"], units_total=s["units_total"], aualc=s["aualc"],
                             final_miou=s["final_miou"], full_miou=s["full_miou"],
                             budget_to_90=s["budget_to_90"], budget_to_95=s["budget_to_95"],
-                            run_seconds=s["seconds"]))
+                            run_seconds=s["seconds"], environment=environment))
     return out
+
+
+def check_environments(out: str, configs: list[RayalConfig], summaries: list[dict]) -> str | None:
+    """Write ``environments.json`` (``{key: {"record", "runs"}}``, plus ``"unrecorded"``: runs
+    made before runs recorded one) and, when the runs were made in more than one numerical
+    environment, warn (:class:`RayalWarning`) and return the note for the table."""
+    from rayal.pipeline.runtime import run_environment
+
+    records, by_run = {}, {}
+    for config, s in zip(configs, summaries):
+        run = f"{s['strategy']}/{config.output_dir.rstrip('/').rsplit('/', 1)[-1]}"
+        by_run[run] = record = run_environment(config.output_dir)
+        if record:
+            records.setdefault(environment_key(record), record)
+    groups = mixed_environments(by_run)
+    payload = {key: ({"record": records[key], "runs": runs} if key in records else runs)
+               for key, runs in groups.items()}
+    write_bytes(join_uri(out, ENVIRONMENTS_FILE), json.dumps(payload, indent=2).encode())
+    note = mixed_note(groups, records)
+    if note:
+        warnings.warn(f"{out}: {note}", RayalWarning, stacklevel=3)
+    return note
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -274,6 +302,9 @@ def write_comparison(config: RayalConfig, configs: list[RayalConfig], summaries:
     rows = comparison_rows(configs, summaries)
     write_parquet(pa.Table.from_pylist(rows), join_uri(out, PARQUET_FILE))
     table = comparison_table(config, summaries, rows)
+    note = check_environments(out, configs, summaries)
+    if note:
+        table += f"\n\n**Warning:** {note}"
     write_bytes(join_uri(out, TABLE_FILE), (table + "\n").encode())
     write_bytes(join_uri(out, VERDICTS_FILE),
                 json.dumps(strategy_verdicts(config, summaries, rows), indent=2).encode())
