@@ -19,11 +19,18 @@ run with ``compare.draws`` > 1 holds several training draws per seed: they are a
 seed (AuALC, final mIoU, the curve round by round) before pairing, as ``verdicts.json`` does.
 ``DIR:A+B`` reads the runs of labels A and B as training draws of one strategy, averaged the
 same way (e.g. ``entropy+entropy_t1``: a variant that only changes ``train.seed_offset``).
+``DIR1,DIR2:STRATEGY`` reads the strategy's runs from several tables, a comparison extended
+with new seeds in another run directory (a seed in two of them is refused).
 
 Refused, with the reason: a missing or unreadable file, a missing column or strategy, a
 strategy compared with itself, different full-supervision references on any seed (AuALC is
 normalised by it: the second run must reuse the first's with ``--set loop.full_miou=...``),
 a different initial fraction for a seed, or no common seed.
+
+Runs are deterministic within one numerical environment only (CPU kernels, threads, packages:
+:mod:`rayal.pipeline.environment`). Tables that carry ``environment`` (``rayal compare`` since
+runs record it) are checked seed by seed: a pair made in two environments is named in a warning
+on stderr, and ``environments_match`` in the entry is false (null when a run recorded none).
 
 ``--rounds N`` judges the curves up to round N only (AuALC and final mIoU recomputed from
 rounds 0..N of each run; a run with fewer rounds is left out with a note): a longer run's first
@@ -54,9 +61,10 @@ COLUMNS = ["strategy", "seed", "round", "labelled_fraction", "miou", "aualc", "f
 class Arm(NamedTuple):
     """One side of the comparison: ``DIR:STRATEGY`` read into {seed: run}."""
     label: str       # DIR:STRATEGY as given
-    table: Path      # the comparison.parquet read
+    tables: tuple    # the comparison.parquet files read (resolved)
     strategy: str
     runs: dict       # {seed: {"aualc", "final_miou", "full_miou", "start", "curve"}}
+    environments: dict   # {seed: {environment key or None}} over the seed's runs
 
 
 def _table(path: Path):
@@ -69,7 +77,8 @@ def _table(path: Path):
         if missing:
             raise SystemExit(f"paired_across: error: {path} has no column {missing[0]!r} "
                              f"(not a rayal compare comparison.parquet)")
-        return pq.read_table(path, columns=COLUMNS + [c for c in ("draw",) if c in names])
+        return pq.read_table(path, columns=COLUMNS + [c for c in ("draw", "environment")
+                                                      if c in names])
     except (pa.ArrowInvalid, OSError) as err:
         raise SystemExit(f"paired_across: error: cannot read {path}: {err}") from err
 
@@ -80,18 +89,26 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
     folder, sep, strategy = arg.rpartition(":")
     if not sep or not folder or not strategy or "/" in strategy or "\\" in strategy:
         raise SystemExit(f"paired_across: error: {arg!r} is not DIR:STRATEGY")
-    path = Path(folder)
-    path = path if path.suffix == ".parquet" else path / "comparison.parquet"
-    table = _table(path)
     labels = strategy.split("+")   # several labels: training draws of one strategy
     if len(set(labels)) != len(labels):
         raise SystemExit(f"paired_across: error: {arg!r} names a strategy twice")
-    all_rows = table.to_pylist()
-    for name in labels:
-        if not any(r["strategy"] == name for r in all_rows):
-            names = sorted(set(table.column("strategy").to_pylist()))
-            raise SystemExit(f"paired_across: error: {path} has no strategy {name!r}; it has {names}")
-    rows = [r for r in all_rows if r["strategy"] in labels]
+    paths, rows, owner = [], [], {}
+    for part in folder.split(","):   # several tables: one comparison extended with new seeds
+        path = Path(part)
+        path = path if path.suffix == ".parquet" else path / "comparison.parquet"
+        table_rows = _table(path).to_pylist()
+        for name in labels:
+            if not any(r["strategy"] == name for r in table_rows):
+                names = sorted({r["strategy"] for r in table_rows})
+                raise SystemExit(f"paired_across: error: {path} has no strategy {name!r}; it "
+                                 f"has {names}")
+        mine = [r for r in table_rows if r["strategy"] in labels]
+        for seed in sorted({r["seed"] for r in mine}):
+            if owner.setdefault(seed, path) != path:
+                raise SystemExit(f"paired_across: error: seed {seed} of {strategy} is in both "
+                                 f"{owner[seed]} and {path}: extend a comparison with new seeds only")
+        paths.append(path.resolve())
+        rows += mine
     label = f"{folder}:{strategy}"
     by_run: dict[tuple, list[dict]] = {}
     for r in sorted(rows, key=lambda r: (r["seed"], r["round"])):   # round order within a run
@@ -114,7 +131,11 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
         print(f"paired_across: note: {label} seed {seed}: its training draws have curves of "
               f"different lengths (left out)", file=sys.stderr)
         del draws[seed]
-    return Arm(label, path.resolve(), strategy, _seed_means([r for runs in draws.values() for r in runs]))
+    environments: dict[int, set] = {}
+    for r in rows:
+        environments.setdefault(r["seed"], set()).add(r.get("environment"))
+    return Arm(label, tuple(paths), strategy,
+               _seed_means([r for runs in draws.values() for r in runs]), environments)
 
 
 def _one_run(runs: list[dict], rounds: int | None) -> dict | None:
@@ -148,7 +169,7 @@ def check_pairable(a: Arm, b: Arm) -> list[int]:
     """The seeds both hold; SystemExit when the two cannot be paired (module docstring)."""
     (name_a, ra), (name_b, rb) = (a.label, a.runs), (b.label, b.runs)
     shared = set(a.strategy.split("+")) & set(b.strategy.split("+"))
-    if a.table == b.table and shared:
+    if set(a.tables) & set(b.tables) and shared:
         raise SystemExit(f"paired_across: error: {name_a} and {name_b} share the runs of "
                          f"{sorted(shared)}: a strategy compared with itself")
     seeds = sorted(set(ra) & set(rb))
@@ -182,6 +203,29 @@ def check_pairable(a: Arm, b: Arm) -> list[int]:
     return seeds
 
 
+def environments_match(a: Arm, b: Arm, seeds: list[int]) -> bool | None:
+    """Whether every pair was made in one numerical environment: False (with a warning on
+    stderr naming the seeds) when a seed's runs recorded different ones, None when a run
+    recorded none (a table from before runs recorded it), else True."""
+    unknown, mixed = [], []
+    for s in seeds:
+        keys = a.environments.get(s, {None}) | b.environments.get(s, {None})
+        (unknown if None in keys else mixed if len(keys) > 1 else []).append(s)
+    if mixed:
+        print(f"paired_across: warning: seeds {mixed}: the two arms' runs were made in different "
+              "numerical environments (the tables' environment column; the record in each run's "
+              "versions.json). Runs are deterministic within one environment only, so these "
+              "differences mix numerical drift into the comparison: re-run one arm in the "
+              "other's environment to pair them", file=sys.stderr)
+        return False
+    if unknown:
+        print(f"paired_across: note: seeds {unknown}: a run recorded no numerical environment "
+              "(made before rayal recorded it): whether the pairs share one is unknown",
+              file=sys.stderr)
+        return None
+    return True
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("own", help="DIR:STRATEGY, the strategy judged")
@@ -198,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
     entry["match_baseline"] = saving_interval({s: own.runs[s]["curve"] for s in seeds},
                                               {s: base.runs[s]["curve"] for s in seeds})
     entry["against"] = base.label
+    entry["environments_match"] = environments_match(own, base, seeds)
     upto = "" if args.rounds is None else f" (rounds 0-{args.rounds})"
     print(f"{own.label} - {base.label}, AuALC{upto} per seed:")
     for s in seeds:

@@ -5,7 +5,8 @@
 
 Copies ``comparison.parquet`` (one row per strategy x seed x round), ``verdicts.json`` (paired
 AuALC difference to random with its bootstrap 95 % interval and verdict, per strategy),
-``comparison.md`` (the table) and ``comparison.png`` (learning curves), adds
+``comparison.md`` (the table), ``comparison.png`` (learning curves) and, when the comparison
+wrote one, ``environments.json`` (the numerical environment of each run), adds
 ``suite_seconds.json`` (the summed wall time of the runs, the reference's training time) and
 prints the table. Nothing is recomputed: the figures are the comparison's own.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 FILES = ("comparison.parquet", "verdicts.json", "comparison.md", "comparison.png")
+OPTIONAL = ("environments.json",)   # written by rayal compare since runs record it
 
 
 def main() -> None:
@@ -30,7 +32,7 @@ def main() -> None:
     if missing:
         raise SystemExit(f"publish_suite: error: {args.run_dir} has no {missing[0]} (run rayal compare first)")
     args.dest.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
+    for name in FILES + tuple(f for f in OPTIONAL if (args.run_dir / f).is_file()):
         shutil.copyfile(args.run_dir / name, args.dest / name)
     rows = pq.read_table(args.run_dir / "comparison.parquet", columns=["run_dir", "run_seconds"]).to_pylist()
     runs = {r["run_dir"]: r["run_seconds"] for r in rows}   # one per run (and training draw)

@@ -169,3 +169,48 @@ def test_labels_joined_with_plus_are_training_draws_of_one_strategy(tmp_path: Pa
     uneven = _run(f"{tmp_path / 'all'}:entropy+entropy_t1", f"{tmp_path / 'all'}:random")
     assert uneven.returncode == 0 and "averages [2] training draw(s) per seed" in uneven.stderr
     assert "fewer than 3: no interval to read" in uneven.stderr      # 2 seeds
+
+
+def _with_environment(folder: Path, keys: dict[int, str | None]) -> None:
+    table = pq.read_table(folder / "comparison.parquet").to_pylist()
+    rows = [dict(r, environment=keys[r["seed"]]) for r in table]
+    pq.write_table(pa.Table.from_pylist(rows), folder / "comparison.parquet")
+
+
+def test_pairs_made_in_different_numerical_environments_are_flagged(tmp_path: Path):
+    own = _comparison(tmp_path / "a", "entropy", {0: 0.50, 1: 0.46, 2: 0.52})
+    base = _comparison(tmp_path / "b", "random", {0: 0.45, 1: 0.47, 2: 0.49})
+    _with_environment(own, {0: "e1", 1: "e1", 2: "e1"})
+    _with_environment(base, {0: "e1", 1: "e1", 2: "e1"})
+    done = _run(f"{own}:entropy", f"{base}:random")
+    entry = json.loads(done.stdout[done.stdout.index("{"):])
+    assert entry["environments_match"] is True and "environment" not in done.stderr
+    _with_environment(base, {0: "e1", 1: "e2", 2: "e2"})
+    done = _run(f"{own}:entropy", f"{base}:random")
+    entry = json.loads(done.stdout[done.stdout.index("{"):])
+    assert entry["environments_match"] is False
+    assert "warning: seeds [1, 2]" in done.stderr and "different numerical environments" in done.stderr
+
+
+def test_tables_without_an_environment_column_pair_as_before_with_a_note(tmp_path: Path):
+    own = _comparison(tmp_path / "a", "entropy", {0: 0.50, 1: 0.46})
+    base = _comparison(tmp_path / "b", "random", {0: 0.45, 1: 0.47})
+    done = _run(f"{own}:entropy", f"{base}:random")
+    entry = json.loads(done.stdout[done.stdout.index("{"):])
+    assert done.returncode == 0 and entry["environments_match"] is None
+    assert "recorded no numerical environment" in done.stderr
+
+
+def test_a_comparison_extended_with_new_seeds_is_read_from_both_tables(tmp_path: Path):
+    own1 = _comparison(tmp_path / "a1", "entropy", {0: 0.50, 1: 0.46})
+    own2 = _comparison(tmp_path / "a2", "entropy", {5: 0.52, 6: 0.41})
+    base1 = _comparison(tmp_path / "b1", "random", {0: 0.45, 1: 0.47})
+    base2 = _comparison(tmp_path / "b2", "random", {5: 0.49, 6: 0.40})
+    done = _run(f"{own1},{own2}:entropy", f"{base1},{base2}:random")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads(done.stdout[done.stdout.index("{"):])
+    assert entry["seeds"] == 4 and entry["seeds_above"] == 3
+    assert entry["paired_aualc_mean"] == pytest.approx(np.mean([0.05, -0.01, 0.03, 0.01]))
+    clash = _comparison(tmp_path / "a3", "entropy", {1: 0.3})
+    done = _run(f"{own1},{clash}:entropy", f"{base1}:random")
+    assert done.returncode != 0 and "seed 1 of entropy is in both" in done.stderr

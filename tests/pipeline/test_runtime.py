@@ -20,3 +20,19 @@ def test_versions_json_records_the_source_commit(tmp_path):
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                               text=True).stdout.strip()
         assert meta["versions"]["rayal_source"].split("+")[0] == head == source_revision().split("+")[0]
+
+
+def test_a_run_resumed_in_another_environment_keeps_the_earlier_one(tmp_path, monkeypatch):
+    from rayal.pipeline import environment
+    from rayal.pipeline.runtime import run_environment
+
+    first = {"numerics_probe": "aa", "torch_threads": 2}
+    monkeypatch.setattr(environment, "environment_record", lambda: dict(first))
+    write_run_metadata(RayalConfig(), str(tmp_path))
+    write_run_metadata(RayalConfig(), str(tmp_path))      # resumed in the same environment
+    assert run_environment(str(tmp_path)) == first
+    monkeypatch.setattr(environment, "environment_record", lambda: {"numerics_probe": "bb"})
+    write_run_metadata(RayalConfig(), str(tmp_path))      # resumed elsewhere
+    meta = json.loads((tmp_path / "versions.json").read_text())
+    assert meta["earlier_environments"] == [first]
+    assert run_environment(str(tmp_path)) == {"segments": [first, {"numerics_probe": "bb"}]}

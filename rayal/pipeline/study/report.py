@@ -1,10 +1,11 @@
 """What ``rayal compare`` writes from its runs: ``comparison.parquet`` (one row per strategy x
-seed x round), ``comparison.md`` (the table also printed), ``environments.json`` (the numerical environment
-of each run, :mod:`rayal.pipeline.environment`; a warning when they differ), ``verdicts.json`` (per strategy: the
-paired AuALC difference to random with its bootstrap 95 % interval and the verdict read from
-it, the labelled fraction to reach 90 / 95 % of the reference, and the labels saved to reach
-random's final mIoU; :mod:`rayal.pipeline.study.statistics`) and ``comparison.png`` (mean +-
-std learning curve per strategy). Pure reading and writing: nothing here runs a round.
+seed x round), ``comparison.md`` (the table also printed), ``environments.json`` (the numerical
+environment of each run, :mod:`rayal.pipeline.environment`; a warning when they differ),
+``verdicts.json`` (per strategy: the paired AuALC difference to random with its bootstrap 95 %
+interval and the verdict read from it, the labelled fraction to reach 90 / 95 % of the
+reference, and the labels saved to reach random's final mIoU;
+:mod:`rayal.pipeline.study.statistics`) and ``comparison.png`` (mean +- std learning curve per
+strategy). Pure reading and writing: nothing here runs a round.
 """
 from __future__ import annotations
 
