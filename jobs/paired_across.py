@@ -106,7 +106,8 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
         for seed in sorted({r["seed"] for r in mine}):
             if owner.setdefault(seed, path) != path:
                 raise SystemExit(f"paired_across: error: seed {seed} of {strategy} is in both "
-                                 f"{owner[seed]} and {path}: extend a comparison with new seeds only")
+                                 f"{owner[seed]} and {path}: extend a comparison with new "
+                                 "seeds only")
         paths.append(path.resolve())
         rows += mine
     label = f"{folder}:{strategy}"

@@ -156,7 +156,8 @@ def mixed_note(groups: dict[str, list[str]], records: dict[str, dict]) -> str | 
     for key in keys:
         runs = groups[key]
         shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
-        diff = "" if key == keys[0] else f"; differs in {', '.join(differing_fields(first, records[key]))}"
+        fields = differing_fields(first, records[key])
+        diff = "" if key == keys[0] else f"; differs in {', '.join(fields)}"
         parts.append(f"{key} ({len(runs)} runs: {shown}{diff})")
     return (f"the runs were made in {len(keys)} numerical environments: " + "; ".join(parts)
             + ". Runs are deterministic within one environment, not across them, so a paired "
