@@ -1,7 +1,7 @@
 """Paired AuALC verdict of one strategy's runs against a strategy of another ``rayal compare``.
 
-    python jobs/paired_across.py docs/benchmarks/camvid_superpixel:entropy_kcenter \\
-        docs/benchmarks/camvid_superpixel_noaug:random
+    python jobs/paired_across.py docs/benchmarks/camvid_patch_draws4,docs/benchmarks/camvid_patch_seeds10:entropy \\
+        docs/benchmarks/camvid_patch_draws4,docs/benchmarks/camvid_patch_seeds10:random
 
 For ablations whose arms ran as separate comparisons (another training, another aggregation,
 a baseline reused from an earlier run). Each argument is ``DIR:STRATEGY``, DIR holding a
@@ -20,7 +20,8 @@ seed (AuALC, final mIoU, the curve round by round) before pairing, as ``verdicts
 ``DIR:A+B`` reads the runs of labels A and B as training draws of one strategy, averaged the
 same way (e.g. ``entropy+entropy_t1``: a variant that only changes ``train.seed_offset``).
 ``DIR1,DIR2:STRATEGY`` reads the strategy's runs from several tables, a comparison extended
-with new seeds in another run directory (a seed in two of them is refused).
+with new seeds in another run directory (a seed in two of them, or one table named twice, is
+refused; a DIR whose own name holds a comma is read as one path when it exists).
 
 Refused, with the reason: a missing or unreadable file, a missing column or strategy, a
 strategy compared with itself, different full-supervision references on any seed (AuALC is
@@ -49,6 +50,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rayal.pipeline.environment import pairs_match
 from rayal.pipeline.study.report import run_curves, seed_summaries
 from rayal.pipeline.study.statistics import (MIN_PAIRS, label_saving, saving_interval,
                                              strategy_verdict, usable_curve)
@@ -83,6 +85,23 @@ def _table(path: Path):
         raise SystemExit(f"paired_across: error: cannot read {path}: {err}") from err
 
 
+def _table_paths(folder: str) -> list[Path]:
+    """DIR (or the parquet file) -> [comparison.parquet], resolved; ``DIR1,DIR2``: one per
+    part, unless the whole string names an existing path (a folder with a comma in its name).
+    SystemExit for an empty part or a table named twice."""
+    parts = [folder] if Path(folder).exists() else folder.split(",")
+    paths = []
+    for part in parts:
+        if not part:
+            raise SystemExit(f"paired_across: error: {folder!r}: an empty path in a DIR1,DIR2 list")
+        path = Path(part)
+        path = (path if path.suffix == ".parquet" else path / "comparison.parquet").resolve()
+        if path in paths:
+            raise SystemExit(f"paired_across: error: {folder!r} names {path} twice")
+        paths.append(path)
+    return paths
+
+
 def read_arm(arg: str, rounds: int | None = None) -> Arm:
     """``DIR:STRATEGY`` (DIR may be the ``comparison.parquet`` itself) -> :class:`Arm`; seeds
     without an AuALC are left out with a note on stderr. ``rounds``: see ``--rounds``."""
@@ -93,9 +112,7 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
     if len(set(labels)) != len(labels):
         raise SystemExit(f"paired_across: error: {arg!r} names a strategy twice")
     paths, rows, owner = [], [], {}
-    for part in folder.split(","):   # several tables: one comparison extended with new seeds
-        path = Path(part)
-        path = path if path.suffix == ".parquet" else path / "comparison.parquet"
+    for path in _table_paths(folder):
         table_rows = _table(path).to_pylist()
         for name in labels:
             if not any(r["strategy"] == name for r in table_rows):
@@ -104,11 +121,11 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
                                  f"has {names}")
         mine = [r for r in table_rows if r["strategy"] in labels]
         for seed in sorted({r["seed"] for r in mine}):
-            if owner.setdefault(seed, path) != path:
+            if owner.setdefault(seed, path) != path:   # resolved paths: one table, one owner
                 raise SystemExit(f"paired_across: error: seed {seed} of {strategy} is in both "
                                  f"{owner[seed]} and {path}: extend a comparison with new "
                                  "seeds only")
-        paths.append(path.resolve())
+        paths.append(path)
         rows += mine
     label = f"{folder}:{strategy}"
     by_run: dict[tuple, list[dict]] = {}
@@ -205,26 +222,21 @@ def check_pairable(a: Arm, b: Arm) -> list[int]:
 
 
 def environments_match(a: Arm, b: Arm, seeds: list[int]) -> bool | None:
-    """Whether every pair was made in one numerical environment: False (with a warning on
-    stderr naming the seeds) when a seed's runs recorded different ones, None when a run
-    recorded none (a table from before runs recorded it), else True."""
-    unknown, mixed = [], []
-    for s in seeds:
-        keys = a.environments.get(s, {None}) | b.environments.get(s, {None})
-        (unknown if None in keys else mixed if len(keys) > 1 else []).append(s)
+    """:func:`rayal.pipeline.environment.pairs_match` over the two arms, with a warning on
+    stderr naming the seeds whose runs were made in different environments, and a note for
+    those with a run that recorded none."""
+    match, mixed, unknown = pairs_match(a.environments, b.environments, seeds)
     if mixed:
         print(f"paired_across: warning: seeds {mixed}: the two arms' runs were made in different "
               "numerical environments (the tables' environment column; the record in each run's "
               "versions.json). Runs are deterministic within one environment only, so these "
               "differences mix numerical drift into the comparison: re-run one arm in the "
               "other's environment to pair them", file=sys.stderr)
-        return False
     if unknown:
         print(f"paired_across: note: seeds {unknown}: a run recorded no numerical environment "
               "(made before rayal recorded it): whether the pairs share one is unknown",
               file=sys.stderr)
-        return None
-    return True
+    return match
 
 
 def main(argv: list[str] | None = None) -> dict:

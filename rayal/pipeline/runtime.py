@@ -113,21 +113,27 @@ def versions() -> dict[str, str]:
 VERSIONS_FILE = "versions.json"
 
 
-def write_run_metadata(config: RayalConfig, output_dir: str) -> None:
+def write_run_metadata(config: RayalConfig, output_dir: str, *, computes: bool = True) -> None:
     """Resolved config, versions, seed and the numerical environment
-    (:func:`rayal.pipeline.environment.environment_record`) into the run directory. A run
-    resumed in another environment keeps the earlier ones (``earlier_environments``)."""
+    (:func:`rayal.pipeline.environment.environment_record`, with ``train.torch_threads``) into
+    the run directory. A run resumed in another environment keeps the earlier ones, oldest
+    first (``earlier_environments``); ``computes=False`` (a finished run read back or resumed
+    with nothing left to run) keeps the recorded environment as it is."""
     from rayal.pipeline.environment import environment_record
 
     makedirs(output_dir)
     write_bytes(join_uri(output_dir, "config.yaml"), dump_config(config).encode())
-    meta = {"seed": config.seed, "versions": versions(), "environment": environment_record()}
     before = _read_versions(output_dir)
-    earlier = before.get("earlier_environments", []) + [before.get("environment")]
-    earlier = [e for i, e in enumerate(earlier)
-               if e and e != meta["environment"] and e not in earlier[:i]]
-    if earlier:
-        meta["earlier_environments"] = earlier
+    meta = {"seed": config.seed, "versions": versions()}
+    if not computes and before.get("environment"):
+        meta.update({k: before[k] for k in ("environment", "earlier_environments") if k in before})
+    else:
+        meta["environment"] = environment_record(config.train.torch_threads)
+        earlier, previous = list(before.get("earlier_environments", [])), before.get("environment")
+        if previous and previous != meta["environment"]:
+            earlier.append(previous)
+        if earlier:
+            meta["earlier_environments"] = earlier
     write_bytes(join_uri(output_dir, VERSIONS_FILE), json.dumps(meta, indent=2).encode())
 
 

@@ -214,3 +214,10 @@ def test_a_comparison_extended_with_new_seeds_is_read_from_both_tables(tmp_path:
     clash = _comparison(tmp_path / "a3", "entropy", {1: 0.3})
     done = _run(f"{own1},{clash}:entropy", f"{base1}:random")
     assert done.returncode != 0 and "seed 1 of entropy is in both" in done.stderr
+    for bad, needle in [(f"{own1},{own1}", "twice"), (f"{own1},", "an empty path"),
+                        (f"{own1},{tmp_path / 'nowhere'}", "does not exist")]:
+        done = _run(f"{bad}:entropy", f"{base1}:random")
+        assert done.returncode != 0 and needle in done.stderr, done.stderr
+    comma = _comparison(tmp_path / "runs,v2", "entropy", {0: 0.5, 1: 0.46})   # a comma in a name
+    done = _run(f"{comma}:entropy", f"{base1}:random")
+    assert done.returncode == 0, done.stderr

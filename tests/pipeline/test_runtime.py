@@ -22,17 +22,22 @@ def test_versions_json_records_the_source_commit(tmp_path):
         assert meta["versions"]["rayal_source"].split("+")[0] == head == source_revision().split("+")[0]
 
 
-def test_a_run_resumed_in_another_environment_keeps_the_earlier_one(tmp_path, monkeypatch):
+def test_a_run_resumed_in_another_environment_keeps_the_earlier_ones(tmp_path, monkeypatch):
     from rayal.pipeline import environment
     from rayal.pipeline.runtime import run_environment
 
-    first = {"numerics_probe": "aa", "torch_threads": 2}
-    monkeypatch.setattr(environment, "environment_record", lambda: dict(first))
+    a, b = {"numerics_probe": "aa", "torch_threads": 2}, {"numerics_probe": "bb"}
+    current = [a]
+    monkeypatch.setattr(environment, "environment_record", lambda threads=None: dict(current[0]))
     write_run_metadata(RayalConfig(), str(tmp_path))
     write_run_metadata(RayalConfig(), str(tmp_path))      # resumed in the same environment
-    assert run_environment(str(tmp_path)) == first
-    monkeypatch.setattr(environment, "environment_record", lambda: {"numerics_probe": "bb"})
-    write_run_metadata(RayalConfig(), str(tmp_path))      # resumed elsewhere
+    assert run_environment(str(tmp_path)) == a
+    current[0] = b
+    write_run_metadata(RayalConfig(), str(tmp_path), computes=False)   # finished: read back only
+    assert run_environment(str(tmp_path)) == a
+    write_run_metadata(RayalConfig(), str(tmp_path))      # resumed elsewhere, rounds left
+    current[0] = a
+    write_run_metadata(RayalConfig(), str(tmp_path))      # and back where it started
     meta = json.loads((tmp_path / "versions.json").read_text())
-    assert meta["earlier_environments"] == [first]
-    assert run_environment(str(tmp_path)) == {"segments": [first, {"numerics_probe": "bb"}]}
+    assert meta["earlier_environments"] == [a, b]
+    assert run_environment(str(tmp_path)) == {"segments": [a, b, a]}    # oldest first

@@ -185,7 +185,7 @@ def run_experiment(config: RayalConfig, *, resume: bool = False, progress: bool 
                          "to continue it or choose another output_dir")
     if resume:   # rounds measured with another setting (another eval split...) are not mixed in
         check_same_config(config)
-    write_run_metadata(config, run_dir)
+    write_run_metadata(config, run_dir, computes=not exists(join_uri(run_dir, SUMMARY_FILE)))
     config = with_region_cache(config)
     config = with_ssl_encoder(config, progress)
     init_ray(config.ray)

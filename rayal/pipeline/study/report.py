@@ -19,7 +19,8 @@ import pyarrow as pa
 from rayal.config import RayalConfig
 from rayal.errors import RayalWarning
 from rayal.data import join_uri, write_bytes
-from rayal.pipeline.environment import environment_key, mixed_environments, mixed_note
+from rayal.pipeline.environment import (environment_key, mixed_environments, mixed_note,
+                                        pairs_match)
 from rayal.pipeline.loop.reports import plot_learning_curves
 from rayal.pipeline.storage import read_parquet, save_plot, write_parquet
 from rayal.pipeline.study.statistics import (budget_interval, paired, paired_seeds,
@@ -50,25 +51,37 @@ def comparison_rows(configs: list[RayalConfig], summaries: list[dict]) -> list[d
 
 
 def check_environments(out: str, configs: list[RayalConfig], summaries: list[dict]) -> str | None:
-    """Write ``environments.json`` (``{key: {"record", "runs"}}``, plus ``"unrecorded"``: runs
-    made before runs recorded one) and, when the runs were made in more than one numerical
-    environment, warn (:class:`RayalWarning`) and return the note for the table."""
+    """Write ``environments.json`` (``{key: {"record", "runs"}}``; ``"unrecorded"``, record
+    null: runs made before runs recorded one) and, when the runs were made in more than one
+    numerical environment (or some recorded none beside others that did), warn
+    (:class:`RayalWarning`) and return the note for the table."""
     from rayal.pipeline.runtime import run_environment
 
     records, by_run = {}, {}
     for config, s in zip(configs, summaries):
         run = f"{s['strategy']}/{config.output_dir.rstrip('/').rsplit('/', 1)[-1]}"
-        by_run[run] = record = run_environment(config.output_dir)
+        record = run_environment(config.output_dir)
+        if record and "segments" in record:
+            run += " (resumed across environments)"
+        by_run[run] = record
         if record:
             records.setdefault(environment_key(record), record)
     groups = mixed_environments(by_run)
-    payload = {key: ({"record": records[key], "runs": runs} if key in records else runs)
-               for key, runs in groups.items()}
+    payload = {key: {"record": records.get(key), "runs": runs} for key, runs in groups.items()}
     write_bytes(join_uri(out, ENVIRONMENTS_FILE), json.dumps(payload, indent=2).encode())
     note = mixed_note(groups, records)
     if note:
         warnings.warn(f"{out}: {note}", RayalWarning, stacklevel=3)
     return note
+
+
+def environments_by_seed(rows: list[dict], strategy: str) -> dict[int, set]:
+    """{seed: the environment keys of the strategy's runs} (None: a run without a record)."""
+    out: dict[int, set] = {}
+    for r in rows:
+        if r["strategy"] == strategy:
+            out.setdefault(r["seed"], set()).add(r.get("environment"))
+    return out
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -253,7 +266,9 @@ def strategy_verdicts(config: RayalConfig, summaries: list[dict],
     (:mod:`rayal.pipeline.study.statistics`); plus the labelled fraction to reach 90 / 95 % of the
     reference with intervals (``to_90`` / ``to_95``, random's too) and, given the round ``rows``
     (:func:`comparison_rows`), the labels saved to reach random's final mIoU (``match_random``:
-    :func:`~rayal.pipeline.study.statistics.saving_interval`). A seed's training draws are
+    :func:`~rayal.pipeline.study.statistics.saving_interval`) and whether each pair was made in
+    one numerical environment (``environments_match``: true, false, or null when a run recorded
+    none; :func:`rayal.pipeline.environment.pairs_match`). A seed's training draws are
     averaged before it is paired; with ``compare.draws`` > 1 every entry adds ``draws`` and
     ``training_noise_sd`` (:func:`training_noise`)."""
     per_seed = seed_summaries(summaries)
@@ -273,6 +288,9 @@ def strategy_verdicts(config: RayalConfig, summaries: list[dict],
             entry["match_random"] = saving_interval(run_curves(rows, strategy),
                                                     run_curves(rows, PAIRED_BASELINE),
                                                     seed=config.seed, seeds=paired)
+            entry["environments_match"] = pairs_match(
+                environments_by_seed(rows, strategy), environments_by_seed(rows, PAIRED_BASELINE),
+                paired)[0]
         out[strategy] = entry
     if PAIRED_BASELINE not in config.compare.strategies:
         return {k: v for k, v in out.items() if "verdict" in v}

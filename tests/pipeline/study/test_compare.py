@@ -206,7 +206,7 @@ def test_an_override_the_shared_reference_cannot_stand_for_is_refused_before_any
 
 def test_runs_made_in_two_numerical_environments_are_flagged(compared):
     """Every run records its numerical environment; a comparison whose runs were made in two
-    (here: one run's record edited as if made on a CPU without AVX-512) writes both to
+    (here: one run's record edited as if made on another CPU) writes both to
     environments.json, tags the rows and warns in the table."""
     from rayal.pipeline.study.compare import run_comparison
 
@@ -216,9 +216,10 @@ def test_runs_made_in_two_numerical_environments_are_flagged(compared):
     run_comparison(config, progress=False, finished_only=True)
     assert len(json.loads((out / "environments.json").read_text())) == 1
     assert "**Warning:**" not in (out / "comparison.md").read_text()
+    assert json.loads((out / "verdicts.json").read_text())["entropy"]["environments_match"] is True
     original = versions.read_text()
     meta = json.loads(original)
-    meta["environment"]["cpu"]["isa"] = ["avx2"]
+    meta["environment"]["cpu"]["isa"] += ["sve"]   # as if made on another CPU
     meta["environment"]["numerics_probe"] = "0" * 16
     versions.write_text(json.dumps(meta))
     try:
@@ -227,7 +228,9 @@ def test_runs_made_in_two_numerical_environments_are_flagged(compared):
         environments = json.loads((out / "environments.json").read_text())
         assert sorted(len(e["runs"]) for e in environments.values()) == [1, 1]
         table = (out / "comparison.md").read_text()
-        assert "**Warning:**" in table and "differs in cpu.isa, numerics_probe" in table
+        assert "**Warning:**" in table and "differs in cpu.isa +sve" in table
+        assert "numerics_probe" in table and "move a run's folder away" in table
+        assert json.loads((out / "verdicts.json").read_text())["entropy"]["environments_match"] is False
         keys = {r["strategy"]: r["environment"] for r in pq.read_table(out / "comparison.parquet").to_pylist()}
         assert keys["random"] != keys["entropy"] and set(keys.values()) == set(environments)
     finally:
