@@ -116,10 +116,10 @@ VERSIONS_FILE = "versions.json"
 def write_run_metadata(config: RayalConfig, output_dir: str, *, computes: bool = True) -> None:
     """Resolved config, versions, seed and the numerical environment
     (:func:`rayal.pipeline.environment.environment_record`, with ``train.torch_threads``) into
-    the run directory. A run resumed in another environment keeps the earlier ones, oldest
-    first (``earlier_environments``); ``computes=False`` (a finished run read back or resumed
+    the run directory. A run resumed in another environment (another key) keeps the earlier
+    ones, oldest first (``earlier_environments``); ``computes=False`` (a finished run read back or resumed
     with nothing left to run) keeps the recorded environment as it is."""
-    from rayal.pipeline.environment import environment_record
+    from rayal.pipeline.environment import environment_key, environment_record
 
     makedirs(output_dir)
     write_bytes(join_uri(output_dir, "config.yaml"), dump_config(config).encode())
@@ -130,7 +130,7 @@ def write_run_metadata(config: RayalConfig, output_dir: str, *, computes: bool =
     else:
         meta["environment"] = environment_record(config.train.torch_threads)
         earlier, previous = list(before.get("earlier_environments", [])), before.get("environment")
-        if previous and previous != meta["environment"]:
+        if previous and environment_key(previous) != environment_key(meta["environment"]):
             earlier.append(previous)
         if earlier:
             meta["earlier_environments"] = earlier

@@ -32,6 +32,11 @@ def test_a_run_resumed_in_another_environment_keeps_the_earlier_ones(tmp_path, m
     write_run_metadata(RayalConfig(), str(tmp_path))
     write_run_metadata(RayalConfig(), str(tmp_path))      # resumed in the same environment
     assert run_environment(str(tmp_path)) == a
+    current[0] = dict(a, python="3.12.1")                 # only what does not decide the numbers
+    write_run_metadata(RayalConfig(), str(tmp_path))
+    assert run_environment(str(tmp_path)) == current[0]   # one environment still, newest record
+    current[0] = a
+    write_run_metadata(RayalConfig(), str(tmp_path))
     current[0] = b
     write_run_metadata(RayalConfig(), str(tmp_path), computes=False)   # finished: read back only
     assert run_environment(str(tmp_path)) == a
