@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rayal.pipeline.environment import pairs_match
-from rayal.pipeline.study.report import run_curves, seed_summaries
+from rayal.pipeline.study.report import environments_by_seed, run_curves, seed_summaries
 from rayal.pipeline.study.statistics import (MIN_PAIRS, label_saving, saving_interval,
                                              strategy_verdict, usable_curve)
 from rayal.train.metrics import aualc
@@ -149,11 +149,8 @@ def read_arm(arg: str, rounds: int | None = None) -> Arm:
         print(f"paired_across: note: {label} seed {seed}: its training draws have curves of "
               f"different lengths (left out)", file=sys.stderr)
         del draws[seed]
-    environments: dict[int, set] = {}
-    for r in rows:
-        environments.setdefault(r["seed"], set()).add(r.get("environment"))
     return Arm(label, tuple(paths), strategy,
-               _seed_means([r for runs in draws.values() for r in runs]), environments)
+               _seed_means([r for runs in draws.values() for r in runs]), environments_by_seed(rows))
 
 
 def _one_run(runs: list[dict], rounds: int | None) -> dict | None:

@@ -100,6 +100,13 @@ def numerics_probe() -> str:
     return digest.hexdigest()[:16]
 
 
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def environment_record(torch_threads: int | None = None) -> dict:
     """What decides a run's numbers: ``packages`` ({name: version} of :data:`NUMERIC_PACKAGES`
     installed), ``python``, ``ray``, ``cpu`` (model, ISA flags, caches, logical CPUs),
@@ -109,13 +116,9 @@ def environment_record(torch_threads: int | None = None) -> dict:
     import torch
 
     model, flags = _cpuinfo()
-    packages = {}
-    for name in NUMERIC_PACKAGES + ("ray",):
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    ray_version = packages.pop("ray", None)
+    versions = {name: _version(name) for name in NUMERIC_PACKAGES}
+    packages = {name: v for name, v in versions.items() if v is not None}
+    ray_version = _version("ray")
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     before = torch.get_num_threads()
     threads = torch_threads or before

@@ -75,12 +75,12 @@ def check_environments(out: str, configs: list[RayalConfig], summaries: list[dic
     return note
 
 
-def environments_by_seed(rows: list[dict], strategy: str) -> dict[int, set]:
-    """{seed: the environment keys of the strategy's runs} (None: a run without a record)."""
+def environments_by_seed(rows: list[dict]) -> dict[int, set]:
+    """Round rows of one arm -> {seed: the environment keys of its runs} (None: a run without
+    a record, or a table from before the column)."""
     out: dict[int, set] = {}
     for r in rows:
-        if r["strategy"] == strategy:
-            out.setdefault(r["seed"], set()).add(r.get("environment"))
+        out.setdefault(r["seed"], set()).add(r.get("environment"))
     return out
 
 
@@ -288,9 +288,8 @@ def strategy_verdicts(config: RayalConfig, summaries: list[dict],
             entry["match_random"] = saving_interval(run_curves(rows, strategy),
                                                     run_curves(rows, PAIRED_BASELINE),
                                                     seed=config.seed, seeds=paired)
-            entry["environments_match"] = pairs_match(
-                environments_by_seed(rows, strategy), environments_by_seed(rows, PAIRED_BASELINE),
-                paired)[0]
+            arm = lambda name: environments_by_seed([r for r in rows if r["strategy"] == name])  # noqa: E731
+            entry["environments_match"] = pairs_match(arm(strategy), arm(PAIRED_BASELINE), paired)[0]
         out[strategy] = entry
     if PAIRED_BASELINE not in config.compare.strategies:
         return {k: v for k, v in out.items() if "verdict" in v}
