@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -110,7 +111,7 @@ def test_resume_after_lost_markers_rescores_only_uncommitted(ray_local, tmp_path
     run_scoring(full, progress=False)
     broken = _config(tmp_path / "broken", "data.synthetic.num_frames=12", "scoring.batch_size=3",
                      "scoring.commit_frames=3")
-    run_scoring(broken, progress=False)
+    shutil.copytree(tmp_path / "full", tmp_path / "broken")   # the same job's output, scored once
     markers = sorted((tmp_path / "broken" / "_commits").iterdir())
     assert len(markers) == 5   # 4 sets of 3 frames + the closing set (an empty quarantine file)
     for marker in markers[2:4]:
