@@ -288,8 +288,9 @@ def strategy_verdicts(config: RayalConfig, summaries: list[dict],
             entry["match_random"] = saving_interval(run_curves(rows, strategy),
                                                     run_curves(rows, PAIRED_BASELINE),
                                                     seed=config.seed, seeds=paired)
-            arm = lambda name: environments_by_seed([r for r in rows if r["strategy"] == name])  # noqa: E731
-            entry["environments_match"] = pairs_match(arm(strategy), arm(PAIRED_BASELINE), paired)[0]
+            own, base = (environments_by_seed([r for r in rows if r["strategy"] == name])
+                         for name in (strategy, PAIRED_BASELINE))
+            entry["environments_match"] = pairs_match(own, base, paired)[0]
         out[strategy] = entry
     if PAIRED_BASELINE not in config.compare.strategies:
         return {k: v for k, v in out.items() if "verdict" in v}
